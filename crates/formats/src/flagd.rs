@@ -1,0 +1,1 @@
+//! flagd flag JSON import.

@@ -1,0 +1,1 @@
+//! Unleash client features JSON import.

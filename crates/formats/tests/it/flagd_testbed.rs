@@ -1,0 +1,1 @@
+//! flagd_testbed

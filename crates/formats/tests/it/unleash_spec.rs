@@ -1,0 +1,1 @@
+//! unleash_spec
