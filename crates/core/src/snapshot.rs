@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::bucketing::{UNLEASH_VARIANT_SEED, sextant_point, unleash_hash, unleash_percentage};
 use crate::context::{AttributePath, Context, Lookup};
 use crate::error::{CompileError, Issue, Location, Problem};
-use crate::logic::{FractionalVersion, Logic};
+use crate::logic::{FractionalVersion, Logic, LogicResult};
 use crate::model::{BucketHash, Document, Flag, FlagKind, Rollout, Serve, Split, WEIGHT_SCALE};
 use crate::resolution::{ErrorCode, Reason, Resolution};
 use crate::targeting::{CompiledCondition, CompiledSegment, compile_condition};
@@ -167,22 +167,20 @@ impl CompiledServe {
                     split: split.experiment,
                 }
             }
-            CompiledServe::Logic(logic) => match logic.evaluate(ctx, &flag.key) {
-                Ok(None) => Served::FallThrough,
-                Ok(Some(value)) => {
-                    let key: Cow<'_, str> = match &value {
-                        Value::String(s) => Cow::Borrowed(s.as_str()),
-                        Value::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
-                        Value::Number(n) => Cow::Owned(n.to_string()),
-                        _ => return Served::Error(ErrorCode::General),
-                    };
-                    match flag.variation_index(&key) {
-                        Some(index) => Served::Variation { index, split: false },
-                        None => Served::Error(ErrorCode::General),
-                    }
+            // Borrowing the result avoids an allocation per evaluation.
+            CompiledServe::Logic(logic) => logic.evaluate_with(ctx, &flag.key, |result| {
+                let key: Cow<'_, str> = match result {
+                    LogicResult::Null => return Served::FallThrough,
+                    LogicResult::Str(s) => Cow::Borrowed(s),
+                    LogicResult::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
+                    LogicResult::Number(n) => Cow::Owned(n.to_string()),
+                    LogicResult::Other => return Served::Error(ErrorCode::General),
+                };
+                match flag.variation_index(&key) {
+                    Some(index) => Served::Variation { index, split: false },
+                    None => Served::Error(ErrorCode::General),
                 }
-                Err(_) => Served::Error(ErrorCode::General),
-            },
+            }),
         }
     }
 }
