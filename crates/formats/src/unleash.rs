@@ -52,7 +52,8 @@
 //! core. **Randomness**: Unleash's `random` stickiness (and the fallback of
 //! `default` stickiness when neither `userId` nor `sessionId` is set) draws a
 //! fresh random number per evaluation. Sextant buckets by the attribute
-//! [`RANDOM_ATTRIBUTE`] instead; `context_from_unleash` sets it to a value
+//! [`RANDOM_ATTRIBUTE`] instead (after `userId`, `sessionId` and the
+//! targeting key, for `default` stickiness); `context_from_unleash` sets it to a value
 //! derived from the whole context (so equal contexts get equal answers) and a
 //! caller with a random source may overwrite it. 0% and 100% are exact either
 //! way. **Host name**: `applicationHostname` compares the attribute
@@ -81,6 +82,12 @@ pub const HOSTNAME_ATTRIBUTE: &str = "$hostname";
 pub const OFF: &str = "off";
 /// Variation served when the feature is on without a variant.
 pub const ON: &str = "on";
+
+/// Unleash's `default` stickiness: `userId`, else `sessionId`, else random.
+/// The targeting key comes before the random unit so that contexts not
+/// built by [`context_from_unleash`] (OFREP, SDK) still bucket stably; for
+/// those that are, it is `userId` or `sessionId` and changes nothing.
+const DEFAULT_UNIT: [&str; 4] = ["userId", "sessionId", "targetingKey", RANDOM_ATTRIBUTE];
 
 /// The most rules one strategy may expand into.
 const MAX_ALTERNATIVES: usize = 64;
@@ -726,7 +733,7 @@ fn variant_serve(
         return Ok(Some(Serve::Variation(only.key.clone())));
     }
     let bucket_by = match stickiness {
-        "default" | "" => vec!["userId".to_owned(), "sessionId".to_owned(), RANDOM_ATTRIBUTE.to_owned()],
+        "default" | "" => DEFAULT_UNIT.iter().map(|s| (*s).to_owned()).collect(),
         "random" => vec![RANDOM_ATTRIBUTE.to_owned()],
         other => vec![other.to_owned(), RANDOM_ATTRIBUTE.to_owned()],
     };
@@ -804,10 +811,7 @@ fn strategy_test(
             let group = param_text(params, "groupId", at)?.unwrap_or_else(|| feature.to_owned());
             let stickiness = param_text(params, "stickiness", at)?.unwrap_or_else(|| "default".to_owned());
             match stickiness.as_str() {
-                "default" | "" => (
-                    Expr::True,
-                    Some(gate(p, &["userId", "sessionId", RANDOM_ATTRIBUTE], &group)),
-                ),
+                "default" | "" => (Expr::True, Some(gate(p, &DEFAULT_UNIT, &group))),
                 "random" => (Expr::True, Some(gate(p, &[RANDOM_ATTRIBUTE], &group))),
                 // A named stickiness must be present, even at 100%.
                 field => (exists(field), Some(gate(p, &[field], &group))),
@@ -1414,6 +1418,36 @@ mod tests {
             {"name": "flexibleRollout", "parameters": {"rollout": "100", "stickiness": "userId"}}]}]));
         assert!(!evaluate(&state, "f", json!({"sessionId": "s"})).0);
         assert!(evaluate(&state, "f", json!({"userId": "u"})).0);
+    }
+
+    #[test]
+    fn contexts_without_unleash_fields_bucket_by_targeting_key() {
+        let state = doc(json!([{"name": "f", "enabled": true, "strategies": [
+            {"name": "flexibleRollout", "parameters": {"rollout": "50", "groupId": "g"}}],
+            "variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]}]));
+        let document = import_value(&state, "production", ImportOptions::default()).unwrap();
+        let snapshot = Snapshot::compile(&document, "production", 1).unwrap();
+        for user in ["1", "2", "3", "4", "5", "6", "7", "8"] {
+            let unleash = context_from_unleash(&json!({"userId": user})).unwrap();
+            let plain = Context::with_key(user);
+            let (a, b) = (snapshot.evaluate("f", &unleash), snapshot.evaluate("f", &plain));
+            assert_eq!(a.value, b.value, "user {user}");
+            assert!(b.error.is_none());
+        }
+    }
+
+    #[test]
+    fn unsatisfiable_dependency_serves_off_and_says_why() {
+        let state = doc(json!([{"name": "child", "enabled": true, "strategies": [],
+            "dependencies": [{"feature": "ghost"}]}]));
+        let document = import_value(&state, "production", ImportOptions::default()).unwrap();
+        assert_eq!(
+            document.flags[0].metadata["unleash_unsatisfiable"],
+            json!("parent feature `ghost` does not exist")
+        );
+        let (on, v) = evaluate(&state, "child", json!({}));
+        assert!(!on);
+        assert_eq!(v, disabled_variant(false));
     }
 
     #[test]
