@@ -1,0 +1,108 @@
+//! The store's one error type. sqlx errors never leave this crate.
+
+use std::fmt;
+
+/// The kinds of stored things, for errors and change records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A workspace.
+    Workspace,
+    /// An environment of a workspace.
+    Environment,
+    /// A flag.
+    Flag,
+    /// A segment.
+    Segment,
+    /// An admin or SDK token.
+    Token,
+}
+
+impl Kind {
+    /// The lower-case name used in change records and error codes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Workspace => "workspace",
+            Kind::Environment => "environment",
+            Kind::Flag => "flag",
+            Kind::Segment => "segment",
+            Kind::Token => "token",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One wrong field of a write, located by a JSON-pointer-like path.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// Where (`/variations`, `/environments/production/rules/0`, …).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such thing.
+    #[error("{kind} `{key}` not found")]
+    NotFound {
+        /// What was looked for.
+        kind: Kind,
+        /// Its key (or id).
+        key: String,
+    },
+    /// A thing with that key already exists.
+    #[error("{kind} `{key}` already exists")]
+    Conflict {
+        /// What.
+        kind: Kind,
+        /// Its key.
+        key: String,
+    },
+    /// The write carried a stale version (optimistic concurrency).
+    #[error("version mismatch: the current version is {current}")]
+    VersionMismatch {
+        /// The version now stored.
+        current: i64,
+    },
+    /// The write would store something invalid; every problem is listed.
+    #[error("invalid: {}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+    /// The database was migrated by a newer Sextant.
+    #[error(
+        "the database schema is at version {database}, newer than this binary supports ({binary}); upgrade sextant"
+    )]
+    DatabaseTooNew {
+        /// Schema version found in the database.
+        database: i64,
+        /// Latest schema version this binary knows.
+        binary: i64,
+    },
+    /// The database URL names a backend this build does not have.
+    #[error("unsupported database URL `{0}` (expected sqlite:PATH or a file path)")]
+    UnsupportedUrl(String),
+    /// Stored data could not be read back (edited by hand?).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The database failed (connection, IO, lock timeout).
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::RowNotFound => StoreError::Database("row not found".into()),
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
+/// Shorthand.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,1629 @@
+//! The SQLite backend. All SQL of the SQLite dialect lives here.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_json::Value;
+use sextant_core::{CompileError, Document, Flag, Location, Problem, Segment, Snapshot, Targeting};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
+use sqlx::{Row, SqlitePool};
+
+use crate::audit::{Chained, GENESIS};
+use crate::error::{FieldError, Kind, Result, StoreError};
+use crate::model::*;
+use crate::{migrate, now, token};
+
+/// A SQLite database in WAL mode.
+pub(crate) struct SqliteStore {
+    pool: SqlitePool,
+    /// Writes are serialised in-process: SQLite has one writer anyway, and
+    /// taking this async lock first avoids `SQLITE_BUSY` on lock upgrades
+    /// of deferred transactions. Never held by readers.
+    write: tokio::sync::Mutex<()>,
+}
+
+/// A workspace row.
+struct WsRow {
+    id: i64,
+    ws: Workspace,
+}
+
+/// Everything a document write needs, loaded inside the transaction.
+struct DocState {
+    ws: WsRow,
+    envs: Vec<Environment>,
+    flags: Vec<FlagRecord>,
+    segments: Vec<SegmentRecord>,
+}
+
+/// Which row a document edit touched.
+enum RowWrite {
+    UpsertFlag(String),
+    DeleteFlag(String),
+    UpsertSegment(String),
+    DeleteSegment(String),
+}
+
+/// The outcome of an edit closure: what to persist and record.
+struct DocEdit<T> {
+    value: T,
+    row: RowWrite,
+    action: &'static str,
+    kind: Kind,
+    key: String,
+    /// `Some(env)`: only that environment's snapshot changes; `None`: all.
+    environment: Option<String>,
+    before: Option<Value>,
+    after: Option<Value>,
+}
+
+/// A change about to be recorded.
+struct NewChange<'a> {
+    meta: &'a ChangeMeta,
+    action: &'a str,
+    workspace: Option<&'a str>,
+    kind: Kind,
+    key: &'a str,
+    environment: Option<&'a str>,
+    before: Option<Value>,
+    after: Option<Value>,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `url`.
+    pub(crate) async fn open(url: &str) -> Result<Self> {
+        let options = if url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(url).map_err(|_| StoreError::UnsupportedUrl(url.to_owned()))?
+        } else if url.contains("://") {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        } else {
+            SqliteConnectOptions::new().filename(url)
+        };
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        migrate::run(&pool).await?;
+        Ok(SqliteStore {
+            pool,
+            write: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub(crate) async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    async fn ws_row(conn: &mut SqliteConnection, key: &str) -> Result<WsRow> {
+        let row = sqlx::query("SELECT * FROM workspaces WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: Kind::Workspace,
+                key: key.to_owned(),
+            })?;
+        Ok(WsRow {
+            id: row.try_get("id")?,
+            ws: workspace_from(&row)?,
+        })
+    }
+
+    async fn env_rows(conn: &mut SqliteConnection, ws_id: i64) -> Result<Vec<Environment>> {
+        let rows = sqlx::query(
+            "SELECT e.*, w.key AS ws_key FROM environments e JOIN workspaces w ON w.id = e.workspace_id
+             WHERE e.workspace_id = ? ORDER BY e.id",
+        )
+        .bind(ws_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter().map(environment_from).collect()
+    }
+
+    async fn flag_rows(conn: &mut SqliteConnection, ws_id: i64) -> Result<Vec<FlagRecord>> {
+        let rows = sqlx::query("SELECT * FROM flags WHERE workspace_id = ? ORDER BY id")
+            .bind(ws_id)
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let text: String = row.try_get("definition")?;
+                Ok(FlagRecord {
+                    flag: serde_json::from_str(&text).map_err(|e| corrupt("flag definition", e))?,
+                    version: row.try_get("version")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn segment_rows(conn: &mut SqliteConnection, ws_id: i64) -> Result<Vec<SegmentRecord>> {
+        let rows = sqlx::query("SELECT * FROM segments WHERE workspace_id = ? ORDER BY id")
+            .bind(ws_id)
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let text: String = row.try_get("definition")?;
+                Ok(SegmentRecord {
+                    segment: serde_json::from_str(&text).map_err(|e| corrupt("segment definition", e))?,
+                    version: row.try_get("version")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn doc_state(conn: &mut SqliteConnection, ws: &str) -> Result<DocState> {
+        let ws = Self::ws_row(conn, ws).await?;
+        let envs = Self::env_rows(conn, ws.id).await?;
+        let flags = Self::flag_rows(conn, ws.id).await?;
+        let segments = Self::segment_rows(conn, ws.id).await?;
+        Ok(DocState {
+            ws,
+            envs,
+            flags,
+            segments,
+        })
+    }
+
+    pub(crate) async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
+        let rows = sqlx::query("SELECT * FROM workspaces ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(workspace_from).collect()
+    }
+
+    pub(crate) async fn get_workspace(&self, key: &str) -> Result<Workspace> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(Self::ws_row(&mut conn, key).await?.ws)
+    }
+
+    pub(crate) async fn list_environments(&self, ws: &str) -> Result<Vec<Environment>> {
+        let mut conn = self.pool.acquire().await?;
+        let ws = Self::ws_row(&mut conn, ws).await?;
+        Self::env_rows(&mut conn, ws.id).await
+    }
+
+    pub(crate) async fn get_environment(&self, ws: &str, env: &str) -> Result<Environment> {
+        self.list_environments(ws)
+            .await?
+            .into_iter()
+            .find(|e| e.key == env)
+            .ok_or_else(|| not_found(Kind::Environment, env))
+    }
+
+    pub(crate) async fn list_flags(&self, ws: &str) -> Result<Vec<FlagRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        let ws = Self::ws_row(&mut conn, ws).await?;
+        Self::flag_rows(&mut conn, ws.id).await
+    }
+
+    pub(crate) async fn get_flag(&self, ws: &str, key: &str) -> Result<FlagRecord> {
+        self.list_flags(ws)
+            .await?
+            .into_iter()
+            .find(|f| f.flag.key == key)
+            .ok_or_else(|| not_found(Kind::Flag, key))
+    }
+
+    pub(crate) async fn list_segments(&self, ws: &str) -> Result<Vec<SegmentRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        let ws = Self::ws_row(&mut conn, ws).await?;
+        Self::segment_rows(&mut conn, ws.id).await
+    }
+
+    pub(crate) async fn get_segment(&self, ws: &str, key: &str) -> Result<SegmentRecord> {
+        self.list_segments(ws)
+            .await?
+            .into_iter()
+            .find(|s| s.segment.key == key)
+            .ok_or_else(|| not_found(Kind::Segment, key))
+    }
+
+    /// Every environment's current snapshot, compiled.
+    pub(crate) async fn load_snapshots(&self) -> Result<Vec<EnvSnapshot>> {
+        let mut conn = self.pool.acquire().await?;
+        let mut out = Vec::new();
+        for ws in self.list_workspaces().await? {
+            let state = Self::doc_state(&mut conn, &ws.key).await?;
+            let doc = document(&state);
+            for env in &state.envs {
+                out.push(
+                    compile_env(&state.ws.ws.key, env, &doc, env.snapshot_version, None).map_err(|e| {
+                        StoreError::Corrupt(format!(
+                            "stored flags of `{}`/`{}` do not compile: {e}",
+                            ws.key, env.key
+                        ))
+                    })?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    // ------------------------------------------------------- change records
+
+    /// Inserts the change record and appends its audit entry to the chain.
+    async fn record(conn: &mut SqliteConnection, c: NewChange<'_>) -> Result<i64> {
+        let at = now();
+        let before = c.before.map(|v| v.to_string());
+        let after = c.after.map(|v| v.to_string());
+        let change_id = sqlx::query(
+            "INSERT INTO changes (at, actor, action, workspace, kind, key, environment, reason, before, after)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&at)
+        .bind(&c.meta.actor)
+        .bind(c.action)
+        .bind(c.workspace)
+        .bind(c.kind.as_str())
+        .bind(c.key)
+        .bind(c.environment)
+        .bind(&c.meta.reason)
+        .bind(&before)
+        .bind(&after)
+        .execute(&mut *conn)
+        .await?
+        .last_insert_rowid();
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+        let (prev_seq, prev_hash) = match head {
+            Some(row) => (row.try_get::<i64, _>("seq")?, row.try_get::<String, _>("hash")?),
+            None => (0, GENESIS.to_owned()),
+        };
+        let seq = prev_seq + 1;
+        let hash = Chained {
+            seq,
+            prev_hash: &prev_hash,
+            change_id,
+            at: &at,
+            actor: &c.meta.actor,
+            action: c.action,
+            workspace: c.workspace,
+            kind: c.kind.as_str(),
+            key: c.key,
+            environment: c.environment,
+            reason: c.meta.reason.as_deref(),
+            before: before.as_deref(),
+            after: after.as_deref(),
+        }
+        .hash();
+        sqlx::query("INSERT INTO audit_log (seq, change_id, prev_hash, hash) VALUES (?, ?, ?, ?)")
+            .bind(seq)
+            .bind(change_id)
+            .bind(&prev_hash)
+            .bind(&hash)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        )
+        .bind(seq)
+        .bind(&hash)
+        .execute(&mut *conn)
+        .await?;
+        Ok(change_id)
+    }
+
+    // ------------------------------------------------------ document writes
+
+    /// Runs one flag/segment edit as one transaction: load, edit, validate by
+    /// compiling every affected environment, persist the row, bump snapshot
+    /// versions, record the change and its audit entry — or nothing.
+    async fn doc_write<T>(
+        &self,
+        ws: &str,
+        meta: &ChangeMeta,
+        edit: impl FnOnce(&mut DocState) -> Result<DocEdit<T>>,
+    ) -> Result<Committed<T>> {
+        let _guard = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let mut state = Self::doc_state(&mut tx, ws).await?;
+        let e = edit(&mut state)?;
+        let doc = document(&state);
+        let affected: Vec<&Environment> = state
+            .envs
+            .iter()
+            .filter(|env| e.environment.as_deref().is_none_or(|k| k == env.key))
+            .collect();
+        let mut snapshots = Vec::with_capacity(affected.len());
+        let mut problems = Vec::new();
+        for env in &affected {
+            match compile_env(&state.ws.ws.key, env, &doc, env.snapshot_version + 1, None) {
+                Ok(s) => snapshots.push(s),
+                Err(err) => problems.extend(field_errors(err, &env.key)),
+            }
+        }
+        if !problems.is_empty() {
+            dedup(&mut problems);
+            return Err(StoreError::Invalid(problems));
+        }
+        let ws_id = state.ws.id;
+        match &e.row {
+            RowWrite::UpsertFlag(key) => {
+                let rec = state.flags.iter().find(|f| f.flag.key == *key);
+                if let Some(rec) = rec {
+                    upsert(
+                        &mut tx,
+                        "flags",
+                        ws_id,
+                        key,
+                        &json(&rec.flag),
+                        rec.version,
+                        &rec.created_at,
+                    )
+                    .await?;
+                }
+            }
+            RowWrite::UpsertSegment(key) => {
+                let rec = state.segments.iter().find(|s| s.segment.key == *key);
+                if let Some(rec) = rec {
+                    upsert(
+                        &mut tx,
+                        "segments",
+                        ws_id,
+                        key,
+                        &json(&rec.segment),
+                        rec.version,
+                        &rec.created_at,
+                    )
+                    .await?;
+                }
+            }
+            RowWrite::DeleteFlag(key) => {
+                sqlx::query("DELETE FROM flags WHERE workspace_id = ? AND key = ?")
+                    .bind(ws_id)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            RowWrite::DeleteSegment(key) => {
+                sqlx::query("DELETE FROM segments WHERE workspace_id = ? AND key = ?")
+                    .bind(ws_id)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        for env in &affected {
+            bump_snapshot(&mut tx, env.id).await?;
+        }
+        let change_id = Self::record(
+            &mut tx,
+            NewChange {
+                meta,
+                action: e.action,
+                workspace: Some(&state.ws.ws.key),
+                kind: e.kind,
+                key: &e.key,
+                environment: e.environment.as_deref(),
+                before: e.before,
+                after: e.after,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        let cause = Cause {
+            change_id,
+            kind: e.kind,
+            key: e.key,
+            action: e.action.to_owned(),
+        };
+        for s in &mut snapshots {
+            s.cause = Some(cause.clone());
+        }
+        Ok(Committed {
+            value: e.value,
+            change_id,
+            snapshots,
+            removed_environments: Vec::new(),
+        })
+    }
+
+    pub(crate) async fn create_flag(&self, ws: &str, flag: Flag, meta: &ChangeMeta) -> Result<Committed<FlagRecord>> {
+        self.doc_write(ws, meta, move |state| {
+            if state.flags.iter().any(|f| f.flag.key == flag.key) {
+                return Err(StoreError::Conflict {
+                    kind: Kind::Flag,
+                    key: flag.key,
+                });
+            }
+            check_environments(&flag, &state.envs)?;
+            let at = now();
+            let rec = FlagRecord {
+                flag,
+                version: 1,
+                created_at: at.clone(),
+                updated_at: at,
+            };
+            state.flags.push(rec.clone());
+            Ok(DocEdit {
+                row: RowWrite::UpsertFlag(rec.flag.key.clone()),
+                action: "create",
+                kind: Kind::Flag,
+                key: rec.flag.key.clone(),
+                environment: None,
+                before: None,
+                after: Some(json(&rec.flag)),
+                value: rec,
+            })
+        })
+        .await
+    }
+
+    /// Applies `change` to a stored flag. `environment` names the only
+    /// environment the change touches, if any.
+    #[expect(clippy::too_many_arguments, reason = "internal; the public methods are narrow")]
+    pub(crate) async fn update_flag(
+        &self,
+        ws: &str,
+        key: &str,
+        expected: Option<i64>,
+        environment: Option<&str>,
+        action: &'static str,
+        meta: &ChangeMeta,
+        change: impl FnOnce(&mut Flag) -> Result<()>,
+    ) -> Result<Committed<FlagRecord>> {
+        self.doc_write(ws, meta, move |state| {
+            if let Some(env) = environment
+                && !state.envs.iter().any(|e| e.key == env)
+            {
+                return Err(not_found(Kind::Environment, env));
+            }
+            let envs = state.envs.clone();
+            let rec = state
+                .flags
+                .iter_mut()
+                .find(|f| f.flag.key == key)
+                .ok_or_else(|| not_found(Kind::Flag, key))?;
+            check_version(expected, rec.version)?;
+            let before = json(&rec.flag);
+            let mut flag = rec.flag.clone();
+            change(&mut flag)?;
+            flag.key = key.to_owned();
+            check_environments(&flag, &envs)?;
+            rec.flag = flag;
+            rec.version += 1;
+            rec.updated_at = now();
+            Ok(DocEdit {
+                value: rec.clone(),
+                row: RowWrite::UpsertFlag(key.to_owned()),
+                action,
+                kind: Kind::Flag,
+                key: key.to_owned(),
+                environment: environment.map(str::to_owned),
+                before: Some(before),
+                after: Some(json(&rec.flag)),
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_flag(
+        &self,
+        ws: &str,
+        key: &str,
+        expected: Option<i64>,
+        meta: &ChangeMeta,
+    ) -> Result<Committed<()>> {
+        self.doc_write(ws, meta, move |state| {
+            let i = state
+                .flags
+                .iter()
+                .position(|f| f.flag.key == key)
+                .ok_or_else(|| not_found(Kind::Flag, key))?;
+            check_version(expected, state.flags[i].version)?;
+            let rec = state.flags.remove(i);
+            Ok(DocEdit {
+                value: (),
+                row: RowWrite::DeleteFlag(key.to_owned()),
+                action: "delete",
+                kind: Kind::Flag,
+                key: key.to_owned(),
+                environment: None,
+                before: Some(json(&rec.flag)),
+                after: None,
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn put_segment(
+        &self,
+        ws: &str,
+        segment: Segment,
+        create: bool,
+        expected: Option<i64>,
+        meta: &ChangeMeta,
+    ) -> Result<Committed<SegmentRecord>> {
+        self.doc_write(ws, meta, move |state| {
+            let key = segment.key.clone();
+            let existing = state.segments.iter_mut().find(|s| s.segment.key == key);
+            let (rec, before, action) = match (existing, create) {
+                (Some(_), true) => {
+                    return Err(StoreError::Conflict {
+                        kind: Kind::Segment,
+                        key,
+                    });
+                }
+                (None, false) => return Err(not_found(Kind::Segment, &key)),
+                (Some(rec), false) => {
+                    check_version(expected, rec.version)?;
+                    let before = json(&rec.segment);
+                    rec.segment = segment;
+                    rec.version += 1;
+                    rec.updated_at = now();
+                    (rec.clone(), Some(before), "update")
+                }
+                (None, true) => {
+                    let at = now();
+                    let rec = SegmentRecord {
+                        segment,
+                        version: 1,
+                        created_at: at.clone(),
+                        updated_at: at,
+                    };
+                    state.segments.push(rec.clone());
+                    (rec, None, "create")
+                }
+            };
+            Ok(DocEdit {
+                row: RowWrite::UpsertSegment(key.clone()),
+                action,
+                kind: Kind::Segment,
+                key,
+                environment: None,
+                before,
+                after: Some(json(&rec.segment)),
+                value: rec,
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_segment(
+        &self,
+        ws: &str,
+        key: &str,
+        expected: Option<i64>,
+        meta: &ChangeMeta,
+    ) -> Result<Committed<()>> {
+        self.doc_write(ws, meta, move |state| {
+            let i = state
+                .segments
+                .iter()
+                .position(|s| s.segment.key == key)
+                .ok_or_else(|| not_found(Kind::Segment, key))?;
+            check_version(expected, state.segments[i].version)?;
+            let rec = state.segments.remove(i);
+            Ok(DocEdit {
+                value: (),
+                row: RowWrite::DeleteSegment(key.to_owned()),
+                action: "delete",
+                kind: Kind::Segment,
+                key: key.to_owned(),
+                environment: None,
+                before: Some(json(&rec.segment)),
+                after: None,
+            })
+        })
+        .await
+    }
+
+    // ------------------------------------------- workspaces and environments
+
+    pub(crate) async fn create_workspace(
+        &self,
+        key: &str,
+        name: &str,
+        environments: &[EnvironmentInput],
+        meta: &ChangeMeta,
+    ) -> Result<Committed<Workspace>> {
+        let _guard = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let value = Self::insert_workspace(&mut tx, key, name, environments, meta).await?;
+        let state = Self::doc_state(&mut tx, key).await?;
+        let doc = document(&state);
+        let snapshots = state
+            .envs
+            .iter()
+            .map(|env| compile_env(key, env, &doc, env.snapshot_version, None))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.commit().await?;
+        Ok(Committed {
+            value,
+            change_id: 0,
+            snapshots,
+            removed_environments: Vec::new(),
+        })
+    }
+
+    async fn insert_workspace(
+        conn: &mut SqliteConnection,
+        key: &str,
+        name: &str,
+        environments: &[EnvironmentInput],
+        meta: &ChangeMeta,
+    ) -> Result<Workspace> {
+        let exists = sqlx::query("SELECT 1 FROM workspaces WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if exists.is_some() {
+            return Err(StoreError::Conflict {
+                kind: Kind::Workspace,
+                key: key.to_owned(),
+            });
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        let dups: Vec<FieldError> = environments
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !seen.insert(e.key.as_str()))
+            .map(|(i, e)| FieldError {
+                field: format!("/environments/{i}/key"),
+                message: format!("duplicate environment `{}`", e.key),
+            })
+            .collect();
+        if !dups.is_empty() {
+            return Err(StoreError::Invalid(dups));
+        }
+        let at = now();
+        let id =
+            sqlx::query("INSERT INTO workspaces (key, name, version, created_at, updated_at) VALUES (?, ?, 1, ?, ?)")
+                .bind(key)
+                .bind(name)
+                .bind(&at)
+                .bind(&at)
+                .execute(&mut *conn)
+                .await?
+                .last_insert_rowid();
+        let ws = Workspace {
+            key: key.to_owned(),
+            name: name.to_owned(),
+            version: 1,
+            created_at: at.clone(),
+            updated_at: at,
+        };
+        Self::record(
+            conn,
+            NewChange {
+                meta,
+                action: "create",
+                workspace: Some(key),
+                kind: Kind::Workspace,
+                key,
+                environment: None,
+                before: None,
+                after: Some(json(&ws)),
+            },
+        )
+        .await?;
+        for env in environments {
+            Self::insert_environment(conn, id, key, env, meta).await?;
+        }
+        Ok(ws)
+    }
+
+    async fn insert_environment(
+        conn: &mut SqliteConnection,
+        ws_id: i64,
+        ws_key: &str,
+        input: &EnvironmentInput,
+        meta: &ChangeMeta,
+    ) -> Result<Environment> {
+        let at = now();
+        let result = sqlx::query(
+            "INSERT INTO environments (workspace_id, key, name, production, version, snapshot_version, created_at, updated_at)
+             VALUES (?, ?, ?, ?, 1, 1, ?, ?)",
+        )
+        .bind(ws_id)
+        .bind(&input.key)
+        .bind(&input.name)
+        .bind(input.production)
+        .bind(&at)
+        .bind(&at)
+        .execute(&mut *conn)
+        .await;
+        let id = match result {
+            Ok(r) => r.last_insert_rowid(),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict {
+                    kind: Kind::Environment,
+                    key: input.key.clone(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let env = Environment {
+            id,
+            workspace: ws_key.to_owned(),
+            key: input.key.clone(),
+            name: input.name.clone(),
+            production: input.production,
+            version: 1,
+            snapshot_version: 1,
+            created_at: at.clone(),
+            updated_at: at,
+        };
+        Self::record(
+            conn,
+            NewChange {
+                meta,
+                action: "create",
+                workspace: Some(ws_key),
+                kind: Kind::Environment,
+                key: &input.key,
+                environment: Some(&input.key),
+                before: None,
+                after: Some(json(&env)),
+            },
+        )
+        .await?;
+        Ok(env)
+    }
+
+    pub(crate) async fn update_workspace(
+        &self,
+        key: &str,
+        expected: Option<i64>,
+        name: &str,
+        meta: &ChangeMeta,
+    ) -> Result<Committed<Workspace>> {
+        let _guard = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let row = Self::ws_row(&mut tx, key).await?;
+        check_version(expected, row.ws.version)?;
+        let at = now();
+        sqlx::query("UPDATE workspaces SET name = ?, version = version + 1, updated_at = ? WHERE id = ?")
+            .bind(name)
+            .bind(&at)
+            .bind(row.id)
+            .execute(&mut *tx)
+            .await?;
+        let after = Workspace {
+            name: name.to_owned(),
+            version: row.ws.version + 1,
+            updated_at: at,
+            ..row.ws.clone()
+        };
+        let change_id = Self::record(
+            &mut tx,
+            NewChange {
+                meta,
+                action: "update",
+                workspace: Some(key),
+                kind: Kind::Workspace,
+                key,
+                environment: None,
+                before: Some(json(&row.ws)),
+                after: Some(json(&after)),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Committed {
+            value: after,
+            change_id,
+            snapshots: Vec::new(),
+            removed_environments: Vec::new(),
+        })
+    }
+
+    pub(crate) async fn delete_workspace(
+        &self,
+        key: &str,
+        expected: Option<i64>,
+        meta: &ChangeMeta,
+    ) -> Result<Committed<()>> {
+        let _guard = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let row = Self::ws_row(&mut tx, key).await?;
+        check_version(expected, row.ws.version)?;
+        let envs = Self::env_rows(&mut tx, row.id).await?;
+        sqlx::query("DELETE FROM workspaces WHERE id = ?")
+            .bind(row.id)
+            .execute(&mut *tx)
+            .await?;
+        let change_id = Self::record(
+            &mut tx,
+            NewChange {
+                meta,
+                action: "delete",
+                workspace: Some(key),
+                kind: Kind::Workspace,
+                key,
+                environment: None,
+                before: Some(json(&row.ws)),
+                after: None,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Committed {
+            value: (),
+            change_id,
+            snapshots: Vec::new(),
+            removed_environments: envs.iter().map(|e| e.id).collect(),
+        })
+    }
+
+    pub(crate) async fn create_environment(
+        &self,
+        ws: &str,
+        input: &EnvironmentInput,
+        meta: &ChangeMeta,
+    ) -> Result<Committed<Environment>> {
+        let _guard = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let row = Self::ws_row(&mut tx, ws).await?;
+        let env = Self::insert_environment(&mut tx, row.id, ws, input, meta).await?;
+        let state = Self::doc_state(&mut tx, ws).await?;
+        let snapshot = compile_env(ws, &env, &document(&state), env.snapshot_version, None)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.commit().await?;
+        Ok(Committed {
+            value: env,
+            change_id: 0,
+            snapshots: vec![snapshot],
+            removed_environments: Vec::new(),
+        })
+    }
+
+    pub(crate) async fn update_environment(
+        &self,
+        ws: &str,
+        key: &str,
+        expected: Option<i64>,
+        name: &str,
+        production: bool,
+        meta: &ChangeMeta,
+    ) -> Result<Committed<Environment>> {
+        let _guard = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let row = Self::ws_row(&mut tx, ws).await?;
+        let envs = Self::env_rows(&mut tx, row.id).await?;
+        let env = envs
+            .into_iter()
+            .find(|e| e.key == key)
+            .ok_or_else(|| not_found(Kind::Environment, key))?;
+        check_version(expected, env.version)?;
+        let at = now();
+        sqlx::query(
+            "UPDATE environments SET name = ?, production = ?, version = version + 1, updated_at = ? WHERE id = ?",
+        )
+        .bind(name)
+        .bind(production)
+        .bind(&at)
+        .bind(env.id)
+        .execute(&mut *tx)
+        .await?;
+        let after = Environment {
+            name: name.to_owned(),
+            production,
+            version: env.version + 1,
+            updated_at: at,
+            ..env.clone()
+        };
+        let change_id = Self::record(
+            &mut tx,
+            NewChange {
+                meta,
+                action: "update",
+                workspace: Some(ws),
+                kind: Kind::Environment,
+                key,
+                environment: Some(key),
+                before: Some(json(&env)),
+                after: Some(json(&after)),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Committed {
+            value: after,
+            change_id,
+            snapshots: Vec::new(),
+            removed_environments: Vec::new(),
+        })
+    }
+
+    /// Deletes an environment, removing its targeting from every flag (each
+    /// such flag gets a new version) and its SDK tokens.
+    pub(crate) async fn delete_environment(
+        &self,
+        ws: &str,
+        key: &str,
+        expected: Option<i64>,
+        meta: &ChangeMeta,
+    ) -> Result<Committed<()>> {
+        let _guard = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let state = Self::doc_state(&mut tx, ws).await?;
+        let env = state
+            .envs
+            .iter()
+            .find(|e| e.key == key)
+            .ok_or_else(|| not_found(Kind::Environment, key))?;
+        check_version(expected, env.version)?;
+        let at = now();
+        for rec in &state.flags {
+            if rec.flag.environments.contains_key(key) {
+                let mut flag = rec.flag.clone();
+                flag.environments.remove(key);
+                sqlx::query(
+                    "UPDATE flags SET definition = ?, version = version + 1, updated_at = ? WHERE workspace_id = ? AND key = ?",
+                )
+                .bind(json(&flag).to_string())
+                .bind(&at)
+                .bind(state.ws.id)
+                .bind(&flag.key)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        sqlx::query("DELETE FROM environments WHERE id = ?")
+            .bind(env.id)
+            .execute(&mut *tx)
+            .await?;
+        let change_id = Self::record(
+            &mut tx,
+            NewChange {
+                meta,
+                action: "delete",
+                workspace: Some(ws),
+                kind: Kind::Environment,
+                key,
+                environment: Some(key),
+                before: Some(json(env)),
+                after: None,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Committed {
+            value: (),
+            change_id,
+            snapshots: Vec::new(),
+            removed_environments: vec![env.id],
+        })
+    }
+
+    // ---------------------------------------------------------------- tokens
+
+    async fn token_rows(conn: &mut SqliteConnection, filter: Option<(&str, &str)>) -> Result<Vec<TokenRecord>> {
+        let sql = "SELECT t.*, e.key AS env_key, w.key AS ws_key FROM tokens t
+                   LEFT JOIN environments e ON e.id = t.environment_id
+                   LEFT JOIN workspaces w ON w.id = e.workspace_id";
+        let rows = match filter {
+            Some((col, value)) => {
+                let q = format!("{sql} WHERE t.{col} = ? ORDER BY t.id");
+                sqlx::query(&q).bind(value).fetch_all(&mut *conn).await?
+            }
+            None => {
+                let q = format!("{sql} ORDER BY t.id");
+                sqlx::query(&q).fetch_all(&mut *conn).await?
+            }
+        };
+        rows.iter().map(token_from).collect()
+    }
+
+    pub(crate) async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        Self::token_rows(&mut conn, None).await
+    }
+
+    pub(crate) async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(Self::token_rows(&mut conn, Some(("hash", hash))).await?.pop())
+    }
+
+    async fn insert_token(
+        conn: &mut SqliteConnection,
+        name: &str,
+        grant: &NewGrant,
+        secret: &str,
+        meta: &ChangeMeta,
+    ) -> Result<TokenRecord> {
+        let (kind, role, environments, env, origins) = match grant {
+            NewGrant::Admin { role, environments } => (
+                "admin",
+                Some(role.as_str()),
+                environments.as_ref().map(|e| json(e).to_string()),
+                None,
+                Vec::new(),
+            ),
+            NewGrant::Server { workspace, environment } => {
+                ("server", None, None, Some((workspace, environment)), Vec::new())
+            }
+            NewGrant::Client {
+                workspace,
+                environment,
+                allowed_origins,
+            } => (
+                "client",
+                None,
+                None,
+                Some((workspace, environment)),
+                allowed_origins.clone(),
+            ),
+        };
+        let env_id = match env {
+            None => None,
+            Some((ws, env)) => {
+                let row = Self::ws_row(conn, ws).await?;
+                let envs = Self::env_rows(conn, row.id).await?;
+                Some(
+                    envs.iter()
+                        .find(|e| e.key == *env)
+                        .ok_or_else(|| not_found(Kind::Environment, env))?
+                        .id,
+                )
+            }
+        };
+        let hash = token::hash_token(secret);
+        let result = sqlx::query(
+            "INSERT INTO tokens (name, kind, role, environments, environment_id, allowed_origins, hash, prefix, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(name)
+        .bind(kind)
+        .bind(role)
+        .bind(environments)
+        .bind(env_id)
+        .bind(json(&origins).to_string())
+        .bind(&hash)
+        .bind(token::display_prefix(secret))
+        .bind(now())
+        .execute(&mut *conn)
+        .await;
+        let id = match result {
+            Ok(r) => r.last_insert_rowid(),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict {
+                    kind: Kind::Token,
+                    key: name.to_owned(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let rec = Self::token_rows(conn, Some(("id", &id.to_string())))
+            .await?
+            .pop()
+            .ok_or_else(|| not_found(Kind::Token, &id.to_string()))?;
+        Self::record(
+            conn,
+            NewChange {
+                meta,
+                action: "create",
+                workspace: None,
+                kind: Kind::Token,
+                key: &id.to_string(),
+                environment: None,
+                before: None,
+                after: Some(token_json(&rec)),
+            },
+        )
+        .await?;
+        Ok(rec)
+    }
+
+    pub(crate) async fn create_token(
+        &self,
+        name: &str,
+        grant: &NewGrant,
+        secret: Option<&str>,
+        meta: &ChangeMeta,
+    ) -> Result<Committed<(TokenRecord, String)>> {
+        let secret = match secret {
+            Some(s) => s.to_owned(),
+            None => token::generate(match grant {
+                NewGrant::Admin { .. } => "admin",
+                NewGrant::Server { .. } => "server",
+                NewGrant::Client { .. } => "client",
+            })?,
+        };
+        let _guard = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let rec = Self::insert_token(&mut tx, name, grant, &secret, meta).await?;
+        tx.commit().await?;
+        Ok(Committed {
+            value: (rec, secret),
+            change_id: 0,
+            snapshots: Vec::new(),
+            removed_environments: Vec::new(),
+        })
+    }
+
+    pub(crate) async fn delete_token(&self, id: i64, meta: &ChangeMeta) -> Result<Committed<TokenRecord>> {
+        let _guard = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let rec = Self::token_rows(&mut tx, Some(("id", &id.to_string())))
+            .await?
+            .pop()
+            .ok_or_else(|| not_found(Kind::Token, &id.to_string()))?;
+        sqlx::query("DELETE FROM tokens WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let change_id = Self::record(
+            &mut tx,
+            NewChange {
+                meta,
+                action: "delete",
+                workspace: None,
+                kind: Kind::Token,
+                key: &id.to_string(),
+                environment: None,
+                before: Some(token_json(&rec)),
+                after: None,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Committed {
+            value: rec,
+            change_id,
+            snapshots: Vec::new(),
+            removed_environments: Vec::new(),
+        })
+    }
+
+    /// First start: a `default` workspace with development, staging and
+    /// production; and an admin token — `admin_token` if given (stored if
+    /// new), else a generated one when no admin token exists, returned once.
+    pub(crate) async fn bootstrap(&self, admin_token: Option<&str>) -> Result<Option<String>> {
+        let meta = ChangeMeta::new("system", Some("first start".into()));
+        let _guard = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let workspaces: i64 = sqlx::query("SELECT COUNT(*) AS n FROM workspaces")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+        if workspaces == 0 {
+            let envs = [
+                ("development", "Development", false),
+                ("staging", "Staging", false),
+                ("production", "Production", true),
+            ]
+            .map(|(key, name, production)| EnvironmentInput {
+                key: key.into(),
+                name: name.into(),
+                production,
+            });
+            Self::insert_workspace(&mut tx, "default", "Default", &envs, &meta).await?;
+        }
+        let grant = NewGrant::Admin {
+            role: Role::Admin,
+            environments: None,
+        };
+        let created = match admin_token {
+            Some(secret) => {
+                let known = sqlx::query("SELECT 1 FROM tokens WHERE hash = ?")
+                    .bind(token::hash_token(secret))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if known.is_none() {
+                    Self::insert_token(&mut tx, "bootstrap-admin", &grant, secret, &meta).await?;
+                }
+                None
+            }
+            None => {
+                let admins: i64 =
+                    sqlx::query("SELECT COUNT(*) AS n FROM tokens WHERE kind = 'admin' AND role = 'admin'")
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get("n")?;
+                if admins == 0 {
+                    let secret = token::generate("admin")?;
+                    Self::insert_token(&mut tx, "bootstrap-admin", &grant, &secret, &meta).await?;
+                    Some(secret)
+                } else {
+                    None
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    // ----------------------------------------------------------------- audit
+
+    pub(crate) async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let limit = i64::from(f.limit.unwrap_or(100).clamp(1, 1000));
+        let rows = sqlx::query(
+            "SELECT a.seq, a.prev_hash, a.hash, c.* FROM audit_log a JOIN changes c ON c.id = a.change_id
+             WHERE (?1 IS NULL OR c.workspace = ?1) AND (?2 IS NULL OR c.kind = ?2) AND (?3 IS NULL OR c.key = ?3)
+               AND (?4 IS NULL OR c.actor = ?4) AND (?5 IS NULL OR c.action = ?5)
+               AND (?6 IS NULL OR c.environment = ?6) AND (?7 IS NULL OR a.seq > ?7)
+             ORDER BY a.seq LIMIT ?8",
+        )
+        .bind(&f.workspace)
+        .bind(&f.kind)
+        .bind(&f.key)
+        .bind(&f.actor)
+        .bind(&f.action)
+        .bind(&f.environment)
+        .bind(f.after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let parse = |col: &str| -> Result<Option<Value>> {
+                    let text: Option<String> = row.try_get(col)?;
+                    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+                };
+                Ok(AuditEntry {
+                    seq: row.try_get("seq")?,
+                    at: row.try_get("at")?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    workspace: row.try_get("workspace")?,
+                    kind: row.try_get("kind")?,
+                    key: row.try_get("key")?,
+                    environment: row.try_get("environment")?,
+                    reason: row.try_get("reason")?,
+                    before: parse("before")?,
+                    after: parse("after")?,
+                    prev_hash: row.try_get("prev_hash")?,
+                    hash: row.try_get("hash")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Walks the whole chain: contiguous sequence numbers, each entry's
+    /// `prev_hash` equal to the previous entry's hash, each hash recomputed
+    /// from its change record, the head matching the last entry, and no
+    /// change record without an entry.
+    pub(crate) async fn verify_audit(&self) -> Result<AuditVerification> {
+        let rows = sqlx::query(
+            "SELECT a.seq, a.change_id AS cid, a.prev_hash, a.hash, c.id AS found, c.at, c.actor, c.action, c.workspace,
+                    c.kind, c.key, c.environment, c.reason, c.before, c.after
+             FROM audit_log a LEFT JOIN changes c ON c.id = a.change_id ORDER BY a.seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut problems = Vec::new();
+        let mut expected_prev = GENESIS.to_owned();
+        let mut last_seq = 0i64;
+        for row in &rows {
+            let seq: i64 = row.try_get("seq")?;
+            let mut problem = |p: String| problems.push(AuditProblem { seq, problem: p });
+            if seq != last_seq + 1 {
+                problem(format!("entries {} to {} are missing", last_seq + 1, seq - 1));
+            }
+            let prev: String = row.try_get("prev_hash")?;
+            let hash: String = row.try_get("hash")?;
+            if prev != expected_prev {
+                problem("previous-hash link is broken (entry edited, deleted or reordered)".into());
+            }
+            let found: Option<i64> = row.try_get("found")?;
+            if found.is_none() {
+                problem("its change record was deleted".into());
+            } else {
+                let s = |c: &str| row.try_get::<Option<String>, _>(c);
+                let (at, actor, action, kind, key) = (s("at")?, s("actor")?, s("action")?, s("kind")?, s("key")?);
+                let (workspace, environment, reason, before, after) = (
+                    s("workspace")?,
+                    s("environment")?,
+                    s("reason")?,
+                    s("before")?,
+                    s("after")?,
+                );
+                let recomputed = Chained {
+                    seq,
+                    prev_hash: &prev,
+                    change_id: row.try_get("cid")?,
+                    at: at.as_deref().unwrap_or_default(),
+                    actor: actor.as_deref().unwrap_or_default(),
+                    action: action.as_deref().unwrap_or_default(),
+                    workspace: workspace.as_deref(),
+                    kind: kind.as_deref().unwrap_or_default(),
+                    key: key.as_deref().unwrap_or_default(),
+                    environment: environment.as_deref(),
+                    reason: reason.as_deref(),
+                    before: before.as_deref(),
+                    after: after.as_deref(),
+                }
+                .hash();
+                if recomputed != hash {
+                    problem("content does not match its hash (entry or change record edited)".into());
+                }
+            }
+            expected_prev = hash;
+            last_seq = seq;
+        }
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        match head {
+            Some(row) => {
+                let seq: i64 = row.try_get("seq")?;
+                let hash: String = row.try_get("hash")?;
+                if seq != last_seq || hash != expected_prev {
+                    problems.push(AuditProblem {
+                        seq,
+                        problem: format!("the chain ends at entry {last_seq} but its head records entry {seq}"),
+                    });
+                }
+            }
+            None if !rows.is_empty() => problems.push(AuditProblem {
+                seq: last_seq,
+                problem: "the chain head is missing".into(),
+            }),
+            None => {}
+        }
+        let orphans: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM changes c WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.change_id = c.id)",
+        )
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        if orphans > 0 {
+            problems.push(AuditProblem {
+                seq: 0,
+                problem: format!("{orphans} change record(s) have no audit entry"),
+            });
+        }
+        Ok(AuditVerification {
+            entries: rows.len() as i64,
+            ok: problems.is_empty(),
+            problems,
+        })
+    }
+}
+
+// -------------------------------------------------------------------- helpers
+
+fn not_found(kind: Kind, key: &str) -> StoreError {
+    StoreError::NotFound {
+        kind,
+        key: key.to_owned(),
+    }
+}
+
+fn check_version(expected: Option<i64>, current: i64) -> Result<()> {
+    match expected {
+        Some(v) if v != current => Err(StoreError::VersionMismatch { current }),
+        _ => Ok(()),
+    }
+}
+
+fn check_environments(flag: &Flag, envs: &[Environment]) -> Result<()> {
+    let unknown: Vec<FieldError> = flag
+        .environments
+        .keys()
+        .filter(|k| !envs.iter().any(|e| e.key == **k))
+        .map(|k| FieldError {
+            field: format!("/environments/{k}"),
+            message: format!("unknown environment `{k}`"),
+        })
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(unknown))
+    }
+}
+
+async fn upsert(
+    conn: &mut SqliteConnection,
+    table: &str,
+    ws_id: i64,
+    key: &str,
+    definition: &Value,
+    version: i64,
+    created_at: &str,
+) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO {table} (workspace_id, key, definition, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (workspace_id, key) DO UPDATE SET definition = excluded.definition,
+             version = excluded.version, updated_at = excluded.updated_at"
+    );
+    sqlx::query(&sql)
+        .bind(ws_id)
+        .bind(key)
+        .bind(definition.to_string())
+        .bind(version)
+        .bind(created_at)
+        .bind(now())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn bump_snapshot(conn: &mut SqliteConnection, env_id: i64) -> Result<()> {
+    sqlx::query("UPDATE environments SET snapshot_version = snapshot_version + 1 WHERE id = ?")
+        .bind(env_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn document(state: &DocState) -> Document {
+    Document {
+        segments: state.segments.iter().map(|s| s.segment.clone()).collect(),
+        flags: state.flags.iter().map(|f| f.flag.clone()).collect(),
+    }
+}
+
+/// The document as one environment sees it: other environments' targeting removed.
+fn env_document(doc: &Document, env: &str) -> Document {
+    Document {
+        segments: doc.segments.clone(),
+        flags: doc
+            .flags
+            .iter()
+            .map(|f| {
+                let mut f = f.clone();
+                f.environments.retain(|k, _| k == env);
+                f
+            })
+            .collect(),
+    }
+}
+
+fn compile_env(
+    ws: &str,
+    env: &Environment,
+    doc: &Document,
+    version: i64,
+    cause: Option<Cause>,
+) -> Result<EnvSnapshot, CompileError> {
+    let document = env_document(doc, &env.key);
+    let snapshot = Snapshot::compile(&document, &env.key, version.max(0) as u64)?;
+    Ok(EnvSnapshot {
+        workspace: ws.to_owned(),
+        environment: env.key.clone(),
+        environment_id: env.id,
+        production: env.production,
+        document,
+        snapshot,
+        cause,
+    })
+}
+
+/// Locates each compile issue as a field path in the workspace document.
+fn field_errors(err: CompileError, env: &str) -> Vec<FieldError> {
+    err.issues
+        .into_iter()
+        .map(|issue| {
+            let field = match &issue.location {
+                Location::Segment { key } => format!("/segments/{key}"),
+                Location::Flag { key, rule: Some(r) } => format!("/flags/{key}/environments/{env}/rules/{r}"),
+                Location::Flag { key, rule: None } => match issue.problem {
+                    Problem::EmptyKey | Problem::DuplicateKey => format!("/flags/{key}/key"),
+                    Problem::NoVariations | Problem::DuplicateVariation(_) | Problem::VariationKind { .. } => {
+                        format!("/flags/{key}/variations")
+                    }
+                    _ => format!("/flags/{key}/environments/{env}"),
+                },
+            };
+            FieldError {
+                field,
+                message: issue.problem.to_string(),
+            }
+        })
+        .collect()
+}
+
+fn dedup(v: &mut Vec<FieldError>) {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|e| seen.insert((e.field.clone(), e.message.clone())));
+}
+
+fn workspace_from(row: &SqliteRow) -> Result<Workspace> {
+    Ok(Workspace {
+        key: row.try_get("key")?,
+        name: row.try_get("name")?,
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn environment_from(row: &SqliteRow) -> Result<Environment> {
+    Ok(Environment {
+        id: row.try_get("id")?,
+        workspace: row.try_get("ws_key")?,
+        key: row.try_get("key")?,
+        name: row.try_get("name")?,
+        production: row.try_get("production")?,
+        version: row.try_get("version")?,
+        snapshot_version: row.try_get("snapshot_version")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn token_from(row: &SqliteRow) -> Result<TokenRecord> {
+    let kind: String = row.try_get("kind")?;
+    let env = || -> Result<(String, String, i64)> {
+        Ok((
+            row.try_get::<Option<String>, _>("ws_key")?.unwrap_or_default(),
+            row.try_get::<Option<String>, _>("env_key")?.unwrap_or_default(),
+            row.try_get::<Option<i64>, _>("environment_id")?.unwrap_or_default(),
+        ))
+    };
+    let grant = match kind.as_str() {
+        "admin" => {
+            let role: Option<String> = row.try_get("role")?;
+            let role = role
+                .as_deref()
+                .and_then(Role::parse)
+                .ok_or_else(|| corrupt("token role", "unknown"))?;
+            let environments: Option<String> = row.try_get("environments")?;
+            let environments = environments
+                .map(|t| serde_json::from_str(&t))
+                .transpose()
+                .map_err(|e| corrupt("token environments", e))?;
+            TokenGrant::Admin { role, environments }
+        }
+        "server" => {
+            let (workspace, environment, environment_id) = env()?;
+            TokenGrant::Server {
+                workspace,
+                environment,
+                environment_id,
+            }
+        }
+        "client" => {
+            let (workspace, environment, environment_id) = env()?;
+            let origins: String = row.try_get("allowed_origins")?;
+            TokenGrant::Client {
+                workspace,
+                environment,
+                environment_id,
+                allowed_origins: serde_json::from_str(&origins).map_err(|e| corrupt("token origins", e))?,
+            }
+        }
+        other => return Err(corrupt("token kind", other)),
+    };
+    Ok(TokenRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        grant,
+        hash: row.try_get("hash")?,
+        prefix: row.try_get("prefix")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// A token as recorded in changes: never its hash.
+fn token_json(t: &TokenRecord) -> Value {
+    serde_json::json!({"id": t.id, "name": t.name, "grant": t.grant, "prefix": t.prefix})
+}
+
+/// Used by `update_flag` callers that replace one environment's targeting.
+pub(crate) fn set_targeting(flag: &mut Flag, env: &str, targeting: Targeting) {
+    flag.environments.insert(env.to_owned(), targeting);
+}

@@ -1,0 +1,13 @@
+//! Integration tests of the store against a real SQLite file.
+
+/// Scratch databases.
+mod support;
+
+/// Schema migrations and refusing a newer database.
+mod migrations;
+
+/// Transactional writes, versions, validation.
+mod mutations;
+
+/// The hash-chained audit log and its verification.
+mod audit;
