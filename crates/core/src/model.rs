@@ -285,9 +285,10 @@ pub struct Rollout {
     pub hash: BucketHash,
 }
 
-/// What a rule or the default serves.
+/// What a rule or the default serves. Written as a map with exactly one
+/// key (`variation`, `split` or `logic`) — the same shape in JSON and YAML.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(try_from = "ServeRepr", into = "ServeRepr")]
 pub enum Serve {
     /// Always this variation.
     Variation(String),
@@ -296,6 +297,54 @@ pub enum Serve {
     /// A JSONLogic expression (flagd targeting) that names the variation;
     /// `null` falls through to the next rule.
     Logic(Value),
+}
+
+/// The file shape of [`Serve`]: one of three optional keys.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeRepr {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    variation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    split: Option<Split>,
+    // `Some(Value::Null)` is a valid (if useless) expression, so presence is
+    // tracked separately from the value.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    logic: Option<Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+impl TryFrom<ServeRepr> for Serve {
+    type Error = String;
+
+    fn try_from(repr: ServeRepr) -> Result<Self, Self::Error> {
+        match (repr.variation, repr.split, repr.logic) {
+            (Some(v), None, None) => Ok(Serve::Variation(v)),
+            (None, Some(s), None) => Ok(Serve::Split(s)),
+            (None, None, Some(l)) => Ok(Serve::Logic(l)),
+            (None, None, None) => Err("serve needs one of `variation`, `split` or `logic`".to_owned()),
+            _ => Err("serve takes only one of `variation`, `split` or `logic`".to_owned()),
+        }
+    }
+}
+
+impl From<Serve> for ServeRepr {
+    fn from(serve: Serve) -> Self {
+        let mut repr = ServeRepr {
+            variation: None,
+            split: None,
+            logic: None,
+        };
+        match serve {
+            Serve::Variation(v) => repr.variation = Some(v),
+            Serve::Split(s) => repr.split = Some(s),
+            Serve::Logic(l) => repr.logic = Some(l),
+        }
+        repr
+    }
 }
 
 /// A weighted split.

@@ -95,11 +95,14 @@ pub(crate) fn operator_name(op: Operator) -> &'static str {
     }
 }
 
+/// Resolves a segment key to its index in the snapshot.
+pub(crate) type SegmentResolver<'a> = &'a dyn Fn(&str) -> Option<usize>;
+
 /// Compiles one condition. `segment_index` resolves segment keys; `None`
 /// means segments are not allowed here (inside a segment).
 pub(crate) fn compile_condition(
     condition: &Condition,
-    segment_index: Option<&dyn Fn(&str) -> Option<usize>>,
+    segment_index: Option<SegmentResolver<'_>>,
 ) -> Result<CompiledCondition, Problem> {
     let op = condition.op;
     let name = operator_name(op);
