@@ -505,7 +505,7 @@ fn apply<'a>(op: Op, args: &'a [Node], env: &Env<'a>) -> Val<'a> {
             }
             Val::num(best)
         }
-        Op::Fractional => flagd::fractional(all(args, env), env),
+        Op::Fractional => flagd::fractional(args, env),
         Op::SemVer => flagd::sem_ver(&all(args, env)),
         Op::StartsWith | Op::EndsWith => {
             if args.len() != 2 {

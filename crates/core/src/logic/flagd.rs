@@ -2,69 +2,103 @@
 //! (`starts_with` / `ends_with` are small enough to live in `eval`).
 
 use std::borrow::Cow;
-use std::io::Read;
 
 use semver::{BuildMetadata, Prerelease, Version};
 
-use super::FractionalVersion;
-use super::eval::{Env, Val, format_number};
+use serde_json::Value;
+
+use super::eval::{Env, Val, eval, format_number};
+use super::{FractionalVersion, Node};
 
 /// The largest total (and single) weight flagd accepts.
 const MAX_WEIGHT: u64 = i32::MAX as u64;
 
-/// MurmurHash3 x86_32, seed 0, of `a` followed by `b`, without allocating.
-fn murmur2(a: &str, b: &str) -> u32 {
-    let mut reader = a.as_bytes().chain(b.as_bytes());
-    murmur3::murmur3_32(&mut reader, 0).unwrap_or_default()
+/// MurmurHash3 x86_32 with seed 0 of the concatenation of `parts`,
+/// computed in one pass without concatenating (the `murmur3` crate reads
+/// through `io::Read`, several times slower on short keys).
+pub(super) fn murmur3_x86_32(parts: &[&[u8]]) -> u32 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let mix = |k: u32| k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    let mut h: u32 = 0;
+    let mut block = [0u8; 4];
+    let mut fill = 0;
+    let mut len: usize = 0;
+    for part in parts {
+        len += part.len();
+        let mut bytes = *part;
+        // Complete a block left over from the previous part.
+        while fill > 0 && fill < 4 {
+            let Some((&b, rest)) = bytes.split_first() else { break };
+            block[fill] = b;
+            fill += 1;
+            bytes = rest;
+        }
+        if fill == 4 {
+            h ^= mix(u32::from_le_bytes(block));
+            h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+            fill = 0;
+        }
+        let mut chunks = bytes.chunks_exact(4);
+        for chunk in &mut chunks {
+            let k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            h ^= mix(k);
+            h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+        }
+        for &b in chunks.remainder() {
+            block[fill] = b;
+            fill += 1;
+        }
+    }
+    if fill > 0 {
+        let mut k = 0u32;
+        for &b in block[..fill].iter().rev() {
+            k = (k << 8) | u32::from(b);
+        }
+        h ^= mix(k);
+    }
+    // The length is mixed in modulo 2^32, as in the reference.
+    h ^= len as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    h
 }
 
-/// `fractional`: `[bucketBy?, [variant, weight?], ...]`, arguments already
-/// evaluated. The bucketing value is the first argument when it is a
-/// string; otherwise (absent or `null`) it is flag key + targeting key.
-/// Malformed input yields `null` (the default variant), as in flagd.
-pub(super) fn fractional<'a>(args: Vec<Val<'a>>, env: &Env<'a>) -> Val<'a> {
-    let mut args = args.into_iter().peekable();
-    let hash = match args.peek() {
-        Some(Val::Str(bucket_by)) => {
-            let h = murmur2(bucket_by, "");
-            args.next();
-            h
-        }
+/// `fractional`: `[bucketBy?, [variant, weight?], ...]`. The bucketing
+/// value is the first argument when it evaluates to a string; otherwise
+/// (`null`, or a bucket) it is flag key + targeting key. Variants and
+/// weights may be expressions. Malformed input yields `null` (the default
+/// variant), as in flagd.
+pub(super) fn fractional<'a>(args: &'a [Node], env: &Env<'a>) -> Val<'a> {
+    let first = args.first().map(|node| eval(node, env));
+    let (hash, buckets) = match first {
+        Some(Val::Str(bucket_by)) => (murmur3_x86_32(&[bucket_by.as_bytes()]), &args[1..]),
         first => {
-            if matches!(first, Some(Val::Null)) {
-                args.next();
-            }
             let Some(key) = env.ctx.targeting_key.as_deref() else {
                 return Val::Null;
             };
-            murmur2(env.flag_key, key)
+            let hash = murmur3_x86_32(&[env.flag_key.as_bytes(), key.as_bytes()]);
+            match first {
+                Some(Val::Null) => (hash, &args[1..]),
+                _ => (hash, args),
+            }
         }
     };
 
-    let mut buckets: Vec<(Val<'a>, u64)> = Vec::new();
+    let mut parsed: Vec<(Val<'a>, u64)> = Vec::with_capacity(buckets.len());
     let mut total: u64 = 0;
-    for bucket in args {
-        let Some(parts) = owned_elements(bucket) else {
+    for node in buckets {
+        let Some((variant, weight)) = bucket(eval(node, env)) else {
             return Val::Null;
-        };
-        let mut parts = parts.into_iter();
-        let variant = match parts.next() {
-            Some(v @ (Val::Str(_) | Val::Bool(_) | Val::Num(_) | Val::Null)) => v,
-            _ => return Val::Null,
-        };
-        let weight = match parts.next() {
-            None | Some(Val::Null) => 1,
-            Some(Val::Num(w)) if w.fract() == 0.0 && w <= MAX_WEIGHT as f64 => {
-                // Negative weights count as zero.
-                if w < 0.0 { 0 } else { w as u64 }
-            }
-            Some(_) => return Val::Null,
         };
         total += weight;
         if total > MAX_WEIGHT {
             return Val::Null;
         }
-        buckets.push((variant, weight));
+        parsed.push((variant, weight));
     }
     if total == 0 {
         return Val::Null;
@@ -74,7 +108,7 @@ pub(super) fn fractional<'a>(args: Vec<Val<'a>>, env: &Env<'a>) -> Val<'a> {
         FractionalVersion::V2 => {
             let point = (u64::from(hash) * total) >> 32;
             let mut end = 0;
-            for (variant, weight) in buckets {
+            for (variant, weight) in parsed {
                 end += weight;
                 if point < end {
                     return variant;
@@ -84,7 +118,7 @@ pub(super) fn fractional<'a>(args: Vec<Val<'a>>, env: &Env<'a>) -> Val<'a> {
         FractionalVersion::V1 => {
             let point = f64::from(hash as i32).abs() / f64::from(i32::MAX) * 100.0;
             let mut end = 0.0;
-            for (variant, weight) in buckets {
+            for (variant, weight) in parsed {
                 end += 100.0 * weight as f64 / total as f64;
                 if point < end {
                     return variant;
@@ -95,15 +129,40 @@ pub(super) fn fractional<'a>(args: Vec<Val<'a>>, env: &Env<'a>) -> Val<'a> {
     Val::Null
 }
 
-fn owned_elements(value: Val<'_>) -> Option<Vec<Val<'_>>> {
-    match value {
-        Val::Arr(items) => Some(items),
-        Val::Json(Cow::Borrowed(serde_json::Value::Array(items))) => Some(items.iter().map(Val::from_json).collect()),
-        Val::Json(Cow::Owned(serde_json::Value::Array(items))) => {
-            Some(items.into_iter().map(Val::from_owned_json).collect())
+/// One evaluated bucket, `[variant, weight?]`: the variant must be a
+/// scalar or null, the weight a whole number (absent or null = 1, negative
+/// = 0, at most `i32::MAX`).
+fn bucket(value: Val<'_>) -> Option<(Val<'_>, u64)> {
+    let (variant, weight) = match value {
+        Val::Json(Cow::Borrowed(Value::Array(items))) => {
+            (items.first().map(Val::from_json), items.get(1).map(Val::from_json))
         }
-        _ => None,
-    }
+        Val::Arr(items) => {
+            let mut items = items.into_iter();
+            (items.next(), items.next())
+        }
+        Val::Json(Cow::Owned(Value::Array(items))) => {
+            let mut items = items.into_iter().map(Val::from_owned_json);
+            (items.next(), items.next())
+        }
+        _ => return None,
+    };
+    let variant = match variant? {
+        v @ (Val::Str(_) | Val::Bool(_) | Val::Num(_) | Val::Null) => v,
+        _ => return None,
+    };
+    let weight = match weight {
+        None | Some(Val::Null) => 1,
+        Some(Val::Num(w)) if w.fract() == 0.0 && w <= MAX_WEIGHT as f64 => {
+            if w < 0.0 {
+                0
+            } else {
+                w as u64
+            }
+        }
+        Some(_) => return None,
+    };
+    Some((variant, weight))
 }
 
 /// `sem_ver`: `[version, operator, target]`, arguments already evaluated.

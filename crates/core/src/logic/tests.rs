@@ -440,3 +440,33 @@ fn evaluate_with_borrows_string_results() {
     let got = logic.evaluate_with(&ctx(), "f", |r| r == LogicResult::Str("on"));
     assert!(got);
 }
+
+#[test]
+fn murmur3_matches_the_reference_crate_across_part_boundaries() {
+    let words = [
+        "",
+        "a",
+        "ab",
+        "abc",
+        "abcd",
+        "abcde",
+        "fractional-flag",
+        "jon@company.com",
+        "héllo wörld!",
+    ];
+    for a in words {
+        for b in words {
+            let joined = format!("{a}{b}");
+            let expected = murmur3::murmur3_32(&mut joined.as_bytes(), 0).unwrap();
+            assert_eq!(
+                flagd::murmur3_x86_32(&[a.as_bytes(), b.as_bytes()]),
+                expected,
+                "{a:?} + {b:?}"
+            );
+            let thirds: Vec<&[u8]> = vec![a.as_bytes(), b.as_bytes(), a.as_bytes()];
+            let joined3 = format!("{a}{b}{a}");
+            let expected3 = murmur3::murmur3_32(&mut joined3.as_bytes(), 0).unwrap();
+            assert_eq!(flagd::murmur3_x86_32(&thirds), expected3);
+        }
+    }
+}
