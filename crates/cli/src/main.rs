@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
 mod eval;
+mod serve;
 
 /// Sextant: release and alignment control plane.
 #[derive(Debug, Parser)]
@@ -21,6 +22,10 @@ enum Command {
     /// Evaluate a flag from a Sextant, Unleash or flagd file and print the
     /// resolution as JSON.
     Eval(eval::EvalArgs),
+    /// Run the control plane: admin API, OFREP, SDK sync.
+    Serve(serve::ServeArgs),
+    /// Audit log commands (`sextant audit verify`).
+    Audit(serve::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +42,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Eval(args) => eval::run(args),
+        Command::Serve(args) => serve::serve(args),
+        Command::Audit(args) => serve::audit(args),
     }
 }
 

@@ -1,0 +1,44 @@
+//! Sextant's HTTP server: the admin API (`/api/v1`), OFREP (`/ofrep/v1`),
+//! SDK sync (`/sdk/v1`), ops endpoints and the OpenAPI document.
+//!
+//! [`run`] serves an already-bound listener until `shutdown` completes,
+//! then stops accepting, ends SSE streams and waits for in-flight requests.
+//! [`router`] builds the same application without a socket.
+//!
+//! Evaluation reads an `Arc` of the environment's published snapshot
+//! (swapped atomically on every committed change), so readers never see
+//! half a change and the hot path takes no lock.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+mod app;
+pub mod auth;
+pub mod error;
+pub mod live;
+pub mod metrics;
+mod openapi;
+pub mod state;
+mod stream;
+
+pub use app::router;
+pub use openapi::ApiDoc;
+pub use state::{AppState, Config};
+
+/// Serves `listener` until `shutdown` completes; then stops accepting,
+/// closes event streams and finishes in-flight requests.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state.clone());
+    let stopping = state.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing streams, finishing requests");
+            stopping.begin_shutdown();
+        })
+        .await
+}

@@ -1,0 +1,42 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::api::{audit, flags, ofrep, ops, sdk, segments, tokens, workspaces};
+
+/// The API description served at `/api/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sextant", description = "Sextant control plane: admin API, OFREP and SDK sync."),
+    paths(
+        workspaces::list_workspaces, workspaces::create_workspace, workspaces::get_workspace,
+        workspaces::update_workspace, workspaces::delete_workspace,
+        workspaces::list_environments, workspaces::create_environment, workspaces::get_environment,
+        workspaces::update_environment, workspaces::delete_environment,
+        flags::list_flags, flags::create_flag, flags::get_flag, flags::update_flag, flags::delete_flag,
+        flags::set_targeting, flags::toggle,
+        segments::list_segments, segments::create_segment, segments::get_segment, segments::update_segment,
+        segments::delete_segment,
+        tokens::list_tokens, tokens::create_token, tokens::delete_token,
+        audit::list_audit, audit::verify_audit,
+        ofrep::evaluate_flag, ofrep::evaluate_flags, ofrep::events,
+        sdk::snapshot, sdk::stream,
+        ops::healthz, ops::readyz, ops::metrics,
+    ),
+    modifiers(&Bearer),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}

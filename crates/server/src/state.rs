@@ -1,0 +1,165 @@
+//! Shared server state.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Deref;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sextant_store::{Committed, Store, StoreError, TokenGrant, TokenRecord};
+use tokio::sync::{Semaphore, watch};
+
+use crate::error::ApiError;
+use crate::live::Live;
+use crate::metrics::Metrics;
+
+/// Tunables; `Config::default()` suits tests and small deployments.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Public base URL (`https://flags.example.com`) for absolute links such
+    /// as OFREP `eventStreams`; without it the request's `Host` is used.
+    pub public_url: Option<String>,
+    /// Evaluation requests allowed in flight before 429.
+    pub max_inflight_evaluations: usize,
+    /// SSE heartbeat interval.
+    pub heartbeat: Duration,
+    /// Changes an SSE client may fall behind before it is dropped.
+    pub stream_buffer: usize,
+    /// Changes kept per environment for `Last-Event-ID` replay.
+    pub replay: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            public_url: None,
+            max_inflight_evaluations: 10_000,
+            heartbeat: Duration::from_secs(15),
+            stream_buffer: 64,
+            replay: 256,
+        }
+    }
+}
+
+/// Tokens by hash, cached so the hot path never queries the database.
+#[derive(Default)]
+pub struct TokenCache {
+    by_hash: RwLock<HashMap<String, Arc<TokenRecord>>>,
+    origins: RwLock<HashSet<String>>,
+}
+
+impl TokenCache {
+    /// The token with this SHA-256.
+    pub fn get(&self, hash: &str) -> Option<Arc<TokenRecord>> {
+        self.by_hash
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(hash)
+            .cloned()
+    }
+
+    /// Whether any client token allows `origin` (for CORS preflights, which carry no token).
+    pub fn any_allows(&self, origin: &str) -> bool {
+        let origins = self.origins.read().unwrap_or_else(|e| e.into_inner());
+        origins.contains(origin) || origins.contains("*")
+    }
+
+    fn replace(&self, tokens: Vec<TokenRecord>) {
+        let mut origins = HashSet::new();
+        for t in &tokens {
+            if let TokenGrant::Client { allowed_origins, .. } = &t.grant {
+                origins.extend(allowed_origins.iter().cloned());
+            }
+        }
+        let map = tokens.into_iter().map(|t| (t.hash.clone(), Arc::new(t))).collect();
+        *self.by_hash.write().unwrap_or_else(|e| e.into_inner()) = map;
+        *self.origins.write().unwrap_or_else(|e| e.into_inner()) = origins;
+    }
+}
+
+/// Everything handlers share.
+pub struct Inner {
+    /// The database.
+    pub store: Arc<Store>,
+    /// Published snapshots and change feeds.
+    pub live: Live,
+    /// Token lookup.
+    pub tokens: TokenCache,
+    /// Request metrics.
+    pub metrics: Metrics,
+    /// Tunables.
+    pub config: Config,
+    /// Serialises "commit, then publish" so snapshots are published in
+    /// version order. Async: held across the database await.
+    writes: tokio::sync::Mutex<()>,
+    /// Flips to `true` on shutdown; streams end when they see it.
+    shutdown: watch::Sender<bool>,
+    /// Bounds evaluations in flight; none left → 429.
+    pub evaluations: Arc<Semaphore>,
+}
+
+/// Cheap-to-clone handle on [`Inner`].
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Loads every environment's snapshot and the tokens.
+    pub async fn new(store: Arc<Store>, config: Config) -> Result<AppState, StoreError> {
+        let state = AppState(Arc::new(Inner {
+            live: Live::new(config.stream_buffer, config.replay),
+            tokens: TokenCache::default(),
+            metrics: Metrics::default(),
+            evaluations: Arc::new(Semaphore::new(config.max_inflight_evaluations)),
+            writes: tokio::sync::Mutex::new(()),
+            shutdown: watch::channel(false).0,
+            config,
+            store,
+        }));
+        for env in state.store.load_snapshots().await? {
+            state.live.publish(env);
+        }
+        state.reload_tokens().await?;
+        Ok(state)
+    }
+
+    /// Re-reads tokens from the database.
+    pub async fn reload_tokens(&self) -> Result<(), StoreError> {
+        self.tokens.replace(self.store.list_tokens().await?);
+        Ok(())
+    }
+
+    /// Runs a store write, then publishes the snapshots it changed, under
+    /// one lock so versions are published in order. The future is lazy: it
+    /// starts only once the lock is held.
+    pub async fn commit<T>(
+        &self,
+        write: impl Future<Output = Result<Committed<T>, StoreError>>,
+    ) -> Result<T, ApiError> {
+        let _guard = self.writes.lock().await;
+        let committed = write.await?;
+        for id in &committed.removed_environments {
+            self.live.remove(*id);
+        }
+        for env in committed.snapshots {
+            self.live.publish(env);
+        }
+        self.reload_tokens().await.map_err(ApiError::from)?;
+        Ok(committed.value)
+    }
+
+    /// Tells streams to end (graceful shutdown).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// A receiver that turns `true` on shutdown.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}

@@ -1,0 +1,22 @@
+//! Integration tests: the real server on an ephemeral port with a real SQLite file.
+
+/// `TestServer::start()`, HTTP and SSE helpers.
+mod support;
+
+/// Admin API: CRUD, optimistic concurrency, problem+json errors.
+mod admin;
+
+/// The whole role × action matrix and environment scopes.
+mod roles;
+
+/// OFREP single and bulk evaluation, ETag/304, 401/403/429, CORS, event stream.
+mod ofrep;
+
+/// SDK snapshot and SSE stream with resume; graceful shutdown.
+mod sdk;
+
+/// Audit log listing and tamper detection.
+mod audit;
+
+/// Health, readiness, metrics and the OpenAPI document.
+mod ops;

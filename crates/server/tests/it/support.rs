@@ -1,0 +1,259 @@
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+use sextant_server::{AppState, Config};
+use sextant_store::Store;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The admin token every test server starts with.
+pub const ADMIN: &str = "sxa_test_admin_token";
+
+/// A running server on 127.0.0.1:<ephemeral> backed by a temp SQLite file.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub state: AppState,
+    pub dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server with the default config.
+    pub async fn start() -> TestServer {
+        TestServer::start_with(Config::default()).await
+    }
+
+    /// Starts a server with `config`.
+    pub async fn start_with(config: Config) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&db_path(&dir)).await.unwrap();
+        store.bootstrap(Some(ADMIN)).await.unwrap();
+        let state = AppState::new(Arc::new(store), config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(sextant_server::run(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            http: reqwest::Client::new(),
+            state,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn db_path(&self) -> String {
+        db_path(&self.dir)
+    }
+
+    /// A request with a bearer token.
+    pub fn req(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(token)
+    }
+
+    /// Sends a JSON request and returns (status, headers, body as JSON or Null).
+    pub async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Reply {
+        let mut r = self.req(method, path, token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        Reply::from(r.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, ADMIN, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, ADMIN, Some(body)).await
+    }
+
+    /// Creates a token with the admin token; returns its value.
+    pub async fn token(&self, spec: Value) -> String {
+        let mut spec = spec;
+        if spec.get("name").is_none() {
+            spec["name"] = json!(format!("t{}", rand_suffix()));
+        }
+        let r = self.post("/api/v1/tokens", spec).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// A server-side SDK token for `default`/`env`.
+    pub async fn server_token(&self, env: &str) -> String {
+        self.token(json!({"kind": "server", "workspace": "default", "environment": env}))
+            .await
+    }
+
+    /// Creates a boolean flag `key` in `default`, on in `env` with a rule
+    /// serving `on` to plan=pro and `off` otherwise.
+    pub async fn flag(&self, key: &str, env: &str) {
+        let flag = json!({
+            "key": key, "kind": "boolean",
+            "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+            "environments": {env: {"enabled": true, "off_variation": "off",
+                "rules": [{"conditions": [{"attribute": "plan", "op": "in", "values": ["pro"]}], "serve": {"variation": "on"}}],
+                "default_serve": {"variation": "off"}}}
+        });
+        let r = self
+            .post("/api/v1/workspaces/default/flags", json!({"flag": flag}))
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+
+    /// Toggles a flag with the admin token.
+    pub async fn toggle(&self, key: &str, env: &str, enabled: bool) -> Reply {
+        self.post(
+            &format!("/api/v1/workspaces/default/flags/{key}/environments/{env}/toggle"),
+            json!({"enabled": enabled, "reason": "test"}),
+        )
+        .await
+    }
+
+    /// Opens an SSE stream.
+    pub async fn sse(&self, path: &str, token: &str, last_event_id: Option<&str>) -> Sse {
+        let mut r = self.req(Method::GET, path, token);
+        if let Some(id) = last_event_id {
+            r = r.header("last-event-id", id);
+        }
+        let response = r.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        Sse {
+            stream: Box::pin(response.bytes_stream()),
+            buf: String::new(),
+        }
+    }
+
+    /// Graceful shutdown; returns once `run` has returned.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("server did not stop")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+pub fn db_path(dir: &TempDir) -> String {
+    dir.path().join("sextant.db").to_string_lossy().into_owned()
+}
+
+pub fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A response, read fully.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub async fn from(r: Response) -> Reply {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, headers, body }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json error with `code`.
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{:?}", self.body);
+        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        assert_eq!(self.body["code"], code, "{:?}", self.body);
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["title"].is_string() && self.body["detail"].is_string());
+    }
+}
+
+type ByteStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>>;
+
+/// A minimal SSE reader.
+pub struct Sse {
+    stream: ByteStream,
+    buf: String,
+}
+
+/// One SSE event (comments/heartbeats skipped).
+#[derive(Debug, Default, Clone)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap()
+    }
+}
+
+impl Sse {
+    /// The next event, or `None` when the stream ends; panics after 5 s.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        tokio::time::timeout(Duration::from_secs(5), self.next_inner())
+            .await
+            .expect("no SSE event within 5 s")
+    }
+
+    async fn next_inner(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut event = SseEvent::default();
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("data:") {
+                        if any && !event.data.is_empty() {
+                            event.data.push('\n');
+                        }
+                        event.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        event.id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event.event = Some(v.trim().to_owned());
+                    }
+                }
+                if any {
+                    return Some(event);
+                }
+                continue;
+            }
+            match self.stream.next().await {
+                Some(Ok(bytes)) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                _ => return None,
+            }
+        }
+    }
+}
