@@ -1,0 +1,1 @@
+//! Integration tests of the Sextant SDK against real HTTP peers.
