@@ -33,7 +33,9 @@ fn main() {
             let state = AppState::new(Arc::new(store), Config::default()).await.expect("state");
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
             addr_tx.send(listener.local_addr().expect("addr")).expect("send addr");
-            sextant_server::run(listener, state, std::future::pending()).await.expect("serve");
+            sextant_server::run(listener, state, std::future::pending())
+                .await
+                .expect("serve");
         });
     });
     let addr = addr_rx.recv().expect("server address");
@@ -42,7 +44,10 @@ fn main() {
 }
 
 async fn measure(base: String, clients: usize, rounds: usize) {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
     let admin = |r: reqwest::RequestBuilder| r.bearer_auth(ADMIN);
     let flag = json!({"flag": {"key": "prop", "kind": "boolean",
         "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
@@ -53,7 +58,11 @@ async fn measure(base: String, clients: usize, rounds: usize) {
         .send()
         .await
         .expect("create");
-    assert!(r.status().is_success(), "create flag: {}", r.text().await.unwrap_or_default());
+    assert!(
+        r.status().is_success(),
+        "create flag: {}",
+        r.text().await.unwrap_or_default()
+    );
     let r = admin(http.post(format!("{base}/api/v1/tokens")))
         .json(&json!({"name": "bench", "kind": "server", "workspace": "default", "environment": "production"}))
         .send()
@@ -125,7 +134,11 @@ async fn measure(base: String, clients: usize, rounds: usize) {
     }
     latencies.sort();
     last_client.sort();
-    let pct = |v: &[Duration], p: f64| v[((v.len() as f64 * p).ceil() as usize).saturating_sub(1).min(v.len() - 1)];
+    let pct = |v: &[Duration], p: f64| {
+        v[((v.len() as f64 * p).ceil() as usize)
+            .saturating_sub(1)
+            .min(v.len() - 1)]
+    };
     println!(
         "per-client delivery after ack: p50 {:?}, p99 {:?}; last client per change: p50 {:?}, p99 {:?}, max {:?} ({rounds} changes)",
         pct(&latencies, 0.50),
