@@ -41,7 +41,7 @@ pub(crate) struct EventConfig {
 /// Counters of the event pipeline, readable at any time.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    accepted: AtomicU64,
+    recorded: AtomicU64,
     sent: AtomicU64,
     dropped: AtomicU64,
     deduplicated: AtomicU64,
@@ -51,8 +51,9 @@ pub(crate) struct Counters {
 /// A point-in-time copy of the event counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EventStats {
-    /// Events accepted into the pipeline.
-    pub accepted: u64,
+    /// Events recorded (tracked, or exposures after de-duplication). At
+    /// any time `recorded = sent + dropped + still buffered`.
+    pub recorded: u64,
     /// Events the server acknowledged (202).
     pub sent: u64,
     /// Events dropped: buffer full while the server was unreachable,
@@ -72,7 +73,7 @@ impl Counters {
 
     pub fn stats(&self) -> EventStats {
         EventStats {
-            accepted: self.accepted.load(Ordering::Relaxed),
+            recorded: self.recorded.load(Ordering::Relaxed),
             sent: self.sent.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             deduplicated: self.deduplicated.load(Ordering::Relaxed),
@@ -90,6 +91,15 @@ pub enum FlushError {
     NotDelivered {
         /// Events still buffered.
         pending: usize,
+    },
+    /// The server refused some events for good (a 4xx other than 408 and
+    /// 429: bad token, no ingestion endpoint, …); they were dropped.
+    #[error("the server refused {dropped} events ({status}); they were dropped")]
+    Refused {
+        /// Events dropped.
+        dropped: usize,
+        /// The last refusal's HTTP status.
+        status: u16,
     },
     /// Events are disabled or the client is shut down.
     #[error("the event pipeline is not running")]
@@ -175,9 +185,10 @@ impl Recorder {
     /// Queues an event without waiting; a full queue drops it.
     pub fn record(&self, event: Event) {
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(Command::Event(event)) {
-            Ok(()) => Counters::add(&self.counters.accepted, 1),
-            Err(_) => Counters::add(&self.counters.dropped, 1),
+        Counters::add(&self.counters.recorded, 1);
+        if tx.try_send(Command::Event(event)).is_err() {
+            // Full (the task is behind) or closed (shutting down).
+            Counters::add(&self.counters.dropped, 1);
         }
     }
 
@@ -322,15 +333,19 @@ impl Pipeline {
     /// (which schedules a retry).
     async fn deliver(&mut self) -> Result<(), FlushError> {
         self.retry_at = None;
+        let mut refused: Option<(usize, u16)> = None;
         loop {
             if self.batch.is_none() {
                 if self.pending.is_empty() {
-                    return Ok(());
+                    return match refused {
+                        None => Ok(()),
+                        Some((dropped, status)) => Err(FlushError::Refused { dropped, status }),
+                    };
                 }
                 let n = self.pending.len().min(self.config.batch_size.max(1));
                 self.batch = Some((uuid_v4(), self.pending.drain(..n).collect()));
             }
-            let Some((id, events)) = &self.batch else { return Ok(()) };
+            let Some((id, events)) = &self.batch else { continue };
             let n = events.len();
             match self.post(id, events).await {
                 Outcome::Delivered => {
@@ -342,6 +357,8 @@ impl Pipeline {
                     Counters::add(&self.counters.dropped, n);
                     tracing::warn!(%status, events = n, "the server refused an event batch; dropped");
                     self.batch = None;
+                    let before = refused.map_or(0, |(d, _)| d);
+                    refused = Some((before + n, status.as_u16()));
                 }
                 Outcome::Retry(after) => {
                     Counters::add(&self.counters.failed_requests, 1);
