@@ -775,8 +775,10 @@ impl Client {
         if let Some(task) = sync_task {
             let _ = task.await;
         }
-        if let Err(error) = tokio::time::timeout(self.inner.shutdown_timeout, self.flush()).await {
-            tracing::warn!(%error, "events not flushed at shutdown");
+        match tokio::time::timeout(self.inner.shutdown_timeout, self.flush()).await {
+            Ok(Ok(())) | Ok(Err(FlushError::NotRunning)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "events not flushed at shutdown"),
+            Err(_) => tracing::warn!("flushing events at shutdown timed out"),
         }
     }
 }

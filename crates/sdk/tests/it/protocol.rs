@@ -1,6 +1,7 @@
 //! The SDK against a recording peer that speaks the SDK protocol, to
 //! check what goes over the wire.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +24,17 @@ struct Peer {
     snapshot_requests: Mutex<Vec<Option<String>>>,
     version: Mutex<u64>,
     refuse_streaming: bool,
+    script: Mutex<VecDeque<(String, bool)>>,
+}
+
+impl Peer {
+    fn scripted(answers: Vec<(String, bool)>) -> Arc<Peer> {
+        Arc::new(Peer {
+            version: Mutex::new(1),
+            script: Mutex::new(answers.into()),
+            ..Peer::default()
+        })
+    }
 }
 
 fn body(version: u64, enabled: bool) -> String {
@@ -48,8 +60,9 @@ async fn snapshot(State(peer): State<Arc<Peer>>, headers: HeaderMap) -> Response
     ([(header::ETAG, etag)], body(version, version == 1)).into_response()
 }
 
-/// First connection: a snapshot (id 5), then the stream ends. Later ones:
-/// nothing but a heartbeat comment, held open.
+/// Each connection plays the next scripted answer: some SSE text, then
+/// either the end of the stream or silence held open. Without a script:
+/// one heartbeat, then silence.
 async fn stream(State(peer): State<Arc<Peer>>, headers: HeaderMap) -> Response {
     if peer.refuse_streaming {
         return StatusCode::NOT_FOUND.into_response();
@@ -58,23 +71,24 @@ async fn stream(State(peer): State<Arc<Peer>>, headers: HeaderMap) -> Response {
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let first = {
-        let mut requests = peer.stream_requests.lock().unwrap();
-        requests.push(last);
-        requests.len() == 1
-    };
-    let text = if first {
-        format!("event: snapshot\nid: 5\ndata: {}\n\n", body(5, true))
-    } else {
-        ":\n\n".to_owned()
-    };
+    peer.stream_requests.lock().unwrap().push(last);
+    let (text, then_close) = peer
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or_else(|| (":\n\n".to_owned(), false));
     let head = futures_util::stream::once(async move { Ok::<_, std::io::Error>(text) });
-    let body = if first {
+    let body = if then_close {
         axum::body::Body::from_stream(head)
     } else {
         axum::body::Body::from_stream(head.chain(futures_util::stream::pending()))
     };
     ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
+}
+
+fn snapshot_event(version: u64) -> String {
+    format!("event: snapshot\nid: {version}\ndata: {}\n\n", body(version, true))
 }
 
 async fn start(peer: Arc<Peer>) -> String {
@@ -90,10 +104,8 @@ async fn start(peer: Arc<Peer>) -> String {
 
 #[tokio::test]
 async fn a_reconnect_sends_the_last_event_id() {
-    let peer = Arc::new(Peer {
-        version: Mutex::new(1),
-        ..Peer::default()
-    });
+    // The first connection sends a snapshot (id 5) and ends.
+    let peer = Peer::scripted(vec![(snapshot_event(5), true)]);
     let url = start(peer.clone()).await;
     let client = Client::builder(url, "sxs_token")
         .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(50))
@@ -154,4 +166,42 @@ async fn when_streaming_is_refused_the_client_polls_with_etag() {
         "the first fetch is unconditional"
     );
     assert!(peer.stream_requests.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_silent_stream_is_abandoned_after_the_read_timeout() {
+    // Connection 1: a snapshot, then nothing at all, not even heartbeats.
+    let peer = Peer::scripted(vec![(snapshot_event(5), false)]);
+    let url = start(peer.clone()).await;
+    let _client = Client::builder(url, "sxs_token")
+        .stream_read_timeout(Duration::from_millis(200))
+        .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .events(false)
+        .build()
+        .await
+        .unwrap();
+    eventually("a reconnect", || peer.stream_requests.lock().unwrap().len() >= 2).await;
+    assert_eq!(peer.stream_requests.lock().unwrap()[1].as_deref(), Some("5"));
+}
+
+#[tokio::test]
+async fn a_gap_in_versions_makes_the_client_ask_for_a_full_snapshot() {
+    let gap = json!({"version": 7, "previous": 6, "flags": [], "deleted_flags": ["a"]});
+    let first = format!("{}event: change\nid: 7\ndata: {gap}\n\n", snapshot_event(5));
+    let peer = Peer::scripted(vec![(first, false), (snapshot_event(8), false)]);
+    let url = start(peer.clone()).await;
+    let client = Client::builder(url, "sxs_token")
+        .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .events(false)
+        .build()
+        .await
+        .unwrap();
+    eventually("the full snapshot", || client.version() == Some(8)).await;
+    let requests = peer.stream_requests.lock().unwrap().clone();
+    assert_eq!(
+        requests[..2],
+        [Some("1".to_owned()), None],
+        "no Last-Event-ID after a gap"
+    );
+    assert_eq!(client.flag_keys(), ["a"], "the change after the gap was not applied");
 }

@@ -172,3 +172,9 @@ async fn a_token_the_server_refuses_gives_status_error_and_defaults() {
         (true, Reason::Error, Some(ErrorCode::General))
     );
 }
+
+#[test]
+fn the_client_can_be_shared_across_threads_and_tasks() {
+    fn assert_shareable<T: Send + Sync + Clone + 'static>() {}
+    assert_shareable::<Client>();
+}
