@@ -170,3 +170,37 @@ async fn bad_configuration_is_an_error_not_a_panic() {
         .unwrap_err();
     assert!(matches!(err, sextant_sdk::BuildError::InvalidToken));
 }
+
+#[tokio::test]
+async fn a_client_started_offline_switches_to_the_server_when_it_comes_up() {
+    let server = TestServer::start().await;
+    server.create_flag(pro_flag("a", "production")).await;
+    let token = server.server_token("production").await;
+    let url = server.url();
+    let (dir, addr) = server.stop().await;
+
+    // The bootstrap file has `a` off for everyone.
+    let files = tempfile::tempdir().unwrap();
+    let bootstrap = files.path().join("flags.json");
+    let mut off = pro_flag("a", "production");
+    off["environments"]["production"]["enabled"] = serde_json::json!(false);
+    std::fs::write(&bootstrap, serde_json::json!({"flags": [off]}).to_string()).unwrap();
+    let client = Client::builder(url, &token)
+        .bootstrap_file(&bootstrap)
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(100))
+        .events(false)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(client.source(), Some(Source::Bootstrap));
+    assert!(!client.bool("a", &pro(), true));
+    let changed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = changed.clone();
+    client.on_change(move |keys| sink.lock().unwrap().extend(keys.to_vec()));
+
+    let _server = TestServer::restart(dir, addr).await;
+    assert!(client.wait_ready(Duration::from_secs(10)).await);
+    assert_eq!(client.source(), Some(Source::Server));
+    assert!(client.bool("a", &pro(), false));
+    assert_eq!(*changed.lock().unwrap(), ["a"]);
+}
