@@ -21,17 +21,11 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 python3 "$here/gen.py" "$work"
 
-admin="sx_admin_bench_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-SEXTANT_LOG=warn SEXTANT_ADMIN_TOKEN=$admin "$root/target/release/sextant" serve --listen 127.0.0.1:0 \
-  --database-url "sqlite:$work/sextant.db" >"$work/out.log" 2>"$work/err.log" &
-pids+=($!)
-url=
-for _ in $(seq 1 100); do
-  url=$(sed -n 's/^sextant listening on \(http:[^ ]*\).*/\1/p' "$work/out.log" | head -n 1)
-  [ -n "$url" ] && break
-  sleep 0.1
-done
-[ -n "$url" ] || { cat "$work/err.log"; exit 1; }
+source "$root/bench/lib.sh"
+admin=$(bench_token)
+start_sextant "$work" "$admin"
+pids+=("$SEXTANT_PID")
+url=$SEXTANT_URL
 api() { curl -sf -X "$1" "$url$2" -H "authorization: Bearer $admin" -H 'content-type: application/json' -d "$3"; }
 api POST /api/v1/workspaces '{"key":"bench","environments":[{"key":"production","production":true}]}' >/dev/null
 while read -r body; do api POST /api/v1/workspaces/bench/flags "$body" >/dev/null; done <"$work/sextant-flags.jsonl"
@@ -40,10 +34,9 @@ client=$(api POST /api/v1/tokens '{"name":"bench","kind":"client","workspace":"b
 n=$(curl -sf -X POST "$url/ofrep/v1/evaluate/flags" -H "authorization: Bearer $client" -H 'content-type: application/json' \
   -d '{"context":{"targetingKey":"u1"}}' | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["flags"]))')
 echo "sextant: $n flags in the bulk response"
-rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-echo "sextant RSS before load: $(rss "${pids[0]}") KiB"
+echo "sextant RSS before load: $(rss_kib "${pids[0]}") KiB"
 sextant=$(TOKEN=$client wrk -t"$threads" -c"$conns" -d"$duration" -s "$here/sextant.lua" "$url" | grep '^RESULT')
-echo "sextant RSS after load: $(rss "${pids[0]}") KiB"
+echo "sextant RSS after load: $(rss_kib "${pids[0]}") KiB"
 echo "sextant: $sextant"
 kill "${pids[0]}"
 
@@ -57,7 +50,11 @@ if [ -n "$edge" ]; then
   n=$(curl -sf -X POST "http://127.0.0.1:$port/api/frontend" -H "authorization: $ftoken" -H 'content-type: application/json' \
     -d '{"userId":"u1","properties":{"tier":"gold"}}' | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["toggles"]))')
   echo "edge: $n toggles in the response for a gold user"
-  edge_result=$(TOKEN=$ftoken wrk -t"$threads" -c"$conns" -d"$duration" -s "$here/edge.lua" "http://127.0.0.1:$port" | grep '^RESULT')
+  # The same load script, aimed at Edge's frontend API and body shape.
+  sed -e 's#"/ofrep/v1/evaluate/flags"#"/api/frontend"#' \
+    -e 's#{"context":{"targetingKey":"user-%d","tier":"silver","appVersion":"4.1.9"}}#{"userId":"user-%d","properties":{"tier":"silver","appVersion":"4.1.9"}}#' \
+    -e 's#"Bearer " .. os.getenv("TOKEN")#os.getenv("TOKEN")#' "$here/sextant.lua" >"$work/edge.lua"
+  edge_result=$(TOKEN=$ftoken wrk -t"$threads" -c"$conns" -d"$duration" -s "$work/edge.lua" "http://127.0.0.1:$port" | grep '^RESULT')
   echo "edge: $edge_result"
   s=$(sed -n 's/.*rps=\([0-9]*\).*/\1/p' <<<"$sextant"); e=$(sed -n 's/.*rps=\([0-9]*\).*/\1/p' <<<"$edge_result")
   python3 -c "print(f'ratio sextant/edge requests per second: {$s/$e:.2f}')"

@@ -12,20 +12,10 @@ work=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
-admin="sx_admin_rss_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-start() {
-  SEXTANT_LOG=warn SEXTANT_ADMIN_TOKEN=$admin "$root/target/release/sextant" serve --listen 127.0.0.1:0 \
-    --database-url "sqlite:$work/sextant.db" >"$work/out.log" 2>"$work/err.log" &
-  pid=$!
-  url=
-  for _ in $(seq 1 100); do
-    url=$(sed -n 's/^sextant listening on \(http:[^ ]*\).*/\1/p' "$work/out.log" | head -n 1)
-    [ -n "$url" ] && return
-    sleep 0.1
-  done
-  cat "$work/err.log"; exit 1
-}
-rss() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
+source "$root/bench/lib.sh"
+admin=$(bench_token)
+start() { start_sextant "$work" "$admin"; pid=$SEXTANT_PID; url=$SEXTANT_URL; }
+rss() { rss_kib "$pid"; }
 start
 echo "RSS after start, empty database: $(rss) KiB"
 python3 - "$n" "$url" "$admin" <<'PY'
