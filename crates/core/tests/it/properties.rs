@@ -98,7 +98,7 @@ proptest! {
 
     #[test]
     fn arbitrary_contexts_never_panic(ctx in arb_json(3)) {
-        let s = every_operator_snapshot();
+        let s = &*EVERY_OPERATOR;
         let ctx = match Context::from_json(ctx) { Ok(c) => c, Err(_) => return Ok(()) };
         for (_, r) in s.evaluate_all(&ctx) {
             prop_assert!(r.value.is_some() || r.error.is_some() || r.variation.is_none());
@@ -219,6 +219,9 @@ fn arb_flag() -> impl Strategy<Value = Value> {
         )
     })
 }
+
+/// Compiled once: 133 flags, one per operator × attribute shape.
+static EVERY_OPERATOR: std::sync::LazyLock<Snapshot> = std::sync::LazyLock::new(every_operator_snapshot);
 
 fn every_operator_snapshot() -> Snapshot {
     let value_for = |op: &str| match op {
