@@ -1,17 +1,88 @@
 //! The `sextant` binary: one entry point for every command.
+//!
+//! `main` only turns `run`'s result into an exit code (see [`exit`]).
+//! Commands that talk to a server share [`client::Remote`] (`--url`,
+//! `--token`, `--workspace`, `--json`) and live one area per module.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
+mod admin;
+mod apply;
+mod client;
+mod demo;
 mod eval;
+mod flag;
+mod output;
 mod serve;
+
+/// Exit codes, the same for every command (documented in the README and
+/// `sextant --help`).
+pub mod exit {
+    /// Done.
+    pub const OK: u8 = 0;
+    /// Failed: bad input, or the server refused the request (validation,
+    /// conflict, stale version). The message says what to change.
+    pub const FAILURE: u8 = 1;
+    /// The command line is wrong (clap's usage errors); also `eval`: the
+    /// flag resolved with an error code.
+    pub const USAGE: u8 = 2;
+    /// The flag, segment, workspace or environment does not exist.
+    pub const NOT_FOUND: u8 = 3;
+    /// No token, an unknown token, or a role that does not allow it.
+    pub const AUTH: u8 = 4;
+    /// The server cannot be reached, is overloaded or failed (5xx).
+    pub const UNAVAILABLE: u8 = 5;
+    /// Done, but changes are left: `apply` skipped irreversible ones.
+    pub const PENDING: u8 = 6;
+}
+
+/// An error with a chosen exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit code.
+    pub code: u8,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure exiting with `code`.
+    pub fn new(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  done
+  1  failed: bad input, or the server refused the request (the message says why)
+  2  wrong command line (eval: the flag resolved with an error code)
+  3  not found: no such flag, segment, workspace or environment
+  4  authentication: no token, unknown token, or the role does not allow it
+  5  server unreachable, overloaded or failing
+  6  apply: irreversible changes were left undone (see --allow-delete)
+
+Commands that talk to a server read SEXTANT_URL (default http://127.0.0.1:7400),
+SEXTANT_TOKEN and SEXTANT_WORKSPACE (default `default`).";
 
 /// Sextant: release and alignment control plane.
 #[derive(Debug, Parser)]
-#[command(name = "sextant", version, about, propagate_version = true)]
+#[command(name = "sextant", version, about, propagate_version = true, after_long_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,23 +90,58 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Evaluate a flag from a Sextant, Unleash or flagd file and print the
-    /// resolution as JSON.
-    Eval(eval::EvalArgs),
     /// Run the control plane: admin API, OFREP, SDK sync.
     Serve(serve::ServeArgs),
+    /// Flags: create, list, get, toggle, kill, rules, delete.
+    Flag(flag::FlagArgs),
+    /// Percentage rollouts.
+    Rollout(flag::RolloutArgs),
+    /// Segments: reusable sets of users.
+    Segment(admin::SegmentArgs),
+    /// Admin and SDK tokens.
+    Token(admin::TokenArgs),
+    /// Environments of a workspace.
+    Env(admin::EnvArgs),
+    /// Make the server match flag files (GitOps); shows the diff first.
+    Apply(apply::ApplyArgs),
+    /// Import an Unleash, flagd or Sextant file into a server (or convert it with -o).
+    Import(apply::ImportArgs),
+    /// Export a workspace as Sextant YAML/JSON or flagd JSON.
+    Export(apply::ExportArgs),
+    /// Load the demo workspace into a running server.
+    Demo(demo::DemoArgs),
+    /// Evaluate a flag from a Sextant, Unleash or flagd file and print the
+    /// resolution as JSON (offline).
+    Eval(eval::EvalArgs),
     /// Audit log commands (`sextant audit verify`).
     Audit(serve::AuditArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, or write one page per command into a directory.
+    Man {
+        /// Write `sextant.1`, `sextant-flag.1`, … here instead of printing `sextant.1`.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(1)
-        }
+        Err(err) => match err.downcast_ref::<Failure>() {
+            Some(f) => {
+                eprintln!("error: {f}");
+                ExitCode::from(f.code)
+            }
+            None => {
+                eprintln!("error: {err:#}");
+                ExitCode::from(exit::FAILURE)
+            }
+        },
     }
 }
 
@@ -44,10 +150,46 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(args) => eval::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::Audit(args) => serve::audit(args),
+        Command::Flag(args) => flag::run(args),
+        Command::Rollout(args) => flag::rollout(args),
+        Command::Segment(args) => admin::segment(args),
+        Command::Token(args) => admin::token(args),
+        Command::Env(args) => admin::env(args),
+        Command::Apply(args) => apply::apply(args),
+        Command::Import(args) => apply::import(args),
+        Command::Export(args) => apply::export(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "sextant", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir } => {
+            let cmd = Cli::command();
+            match out_dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                    clap_mangen::generate_to(cmd, &dir)
+                        .with_context(|| format!("cannot write into {}", dir.display()))?;
+                    eprintln!("wrote man pages to {}", dir.display());
+                }
+                None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
 /// Reads a whole file, naming it in the error.
-fn read_file(path: &PathBuf) -> Result<String> {
+fn read_file(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -1,14 +1,17 @@
 //! `sextant serve` and `sextant audit verify`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use sextant_server::{AppState, Config};
-use sextant_store::{DEFAULT_DATABASE_URL, Store};
+use sextant_store::{ChangeMeta, DEFAULT_DATABASE_URL, NewGrant, Role, Store};
+
+use crate::client::{Client, Remote};
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// Human-readable.
     Pretty,
@@ -24,17 +27,23 @@ pub struct DatabaseArgs {
     database_url: String,
 }
 
-/// Run the control plane.
-#[derive(Debug, clap::Args)]
+/// Run the control plane. Each setting comes from, in order: the flag, the
+/// `SEXTANT_*` environment variable, the TOML file (`--config`, else
+/// `./sextant.toml` when it exists), the default.
+#[derive(Debug, Default, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "SEXTANT_LISTEN", default_value = "127.0.0.1:7400")]
-    listen: String,
-    #[command(flatten)]
-    database: DatabaseArgs,
-    /// Log format.
-    #[arg(long, env = "SEXTANT_LOG_FORMAT", value_enum, default_value = "pretty")]
-    log_format: LogFormat,
+    /// TOML file with any of the settings below (keys as the flags, with `_`).
+    #[arg(long, env = "SEXTANT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7400].
+    #[arg(long, env = "SEXTANT_LISTEN")]
+    listen: Option<String>,
+    /// Database URL: `sqlite:PATH` or a file path, created and migrated on start [default: sqlite:sextant.db].
+    #[arg(long, env = "SEXTANT_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Log format [default: pretty].
+    #[arg(long, env = "SEXTANT_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
     /// Admin token to accept (stored hashed on first start) instead of
     /// generating and printing one.
     #[arg(long, env = "SEXTANT_ADMIN_TOKEN", hide_env_values = true)]
@@ -42,9 +51,104 @@ pub struct ServeArgs {
     /// Public base URL, for absolute links such as OFREP event streams.
     #[arg(long, env = "SEXTANT_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Evaluations in flight before answering 429.
-    #[arg(long, env = "SEXTANT_MAX_INFLIGHT_EVALUATIONS", default_value_t = 10_000)]
-    max_inflight_evaluations: usize,
+    /// Evaluations in flight before answering 429 [default: 10000].
+    #[arg(long, env = "SEXTANT_MAX_INFLIGHT_EVALUATIONS")]
+    max_inflight_evaluations: Option<usize>,
+    /// Load the demo workspace (flags with hypotheses, segments, a rollout in progress).
+    #[arg(long, env = "SEXTANT_DEMO")]
+    demo: bool,
+}
+
+/// The `sextant.toml` file: every key optional, unknown keys are errors.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database_url: Option<String>,
+    log_format: Option<String>,
+    admin_token: Option<String>,
+    public_url: Option<String>,
+    max_inflight_evaluations: Option<usize>,
+    demo: Option<bool>,
+}
+
+/// The settings `serve` runs with, every source merged.
+#[derive(Debug, PartialEq)]
+pub struct Settings {
+    /// Listen address.
+    pub listen: String,
+    /// Database URL.
+    pub database_url: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Bootstrap admin token.
+    pub admin_token: Option<String>,
+    /// Public URL.
+    pub public_url: Option<String>,
+    /// Evaluation concurrency bound.
+    pub max_inflight_evaluations: usize,
+    /// Load the demo.
+    pub demo: bool,
+    /// The file read, if any.
+    pub file: Option<PathBuf>,
+}
+
+/// The default config file, read when present.
+const DEFAULT_CONFIG: &str = "sextant.toml";
+
+impl ServeArgs {
+    /// Merges flags and environment (already in `self`, flags first, by
+    /// clap) over the TOML file over the defaults.
+    pub fn settings(self) -> Result<Settings> {
+        let path = match &self.config {
+            Some(p) => Some(p.clone()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.is_file()),
+        };
+        let file = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read the config file {}", p.display()))?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{} is not a valid Sextant config: {}\n  hint: keys are listen, database_url, log_format, admin_token, public_url, max_inflight_evaluations, demo",
+                        p.display(),
+                        e.to_string().trim_end()
+                    )
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let log_format = match (self.log_format, file.log_format.as_deref()) {
+            (Some(f), _) => f,
+            (None, Some(text)) => <LogFormat as clap::ValueEnum>::from_str(text, true).map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: log_format must be \"pretty\" or \"json\", not {text:?}",
+                    path_name(&path)
+                )
+            })?,
+            (None, None) => LogFormat::Pretty,
+        };
+        Ok(Settings {
+            listen: self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:7400".into()),
+            database_url: self
+                .database_url
+                .or(file.database_url)
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+            log_format,
+            admin_token: self.admin_token.or(file.admin_token),
+            public_url: self.public_url.or(file.public_url),
+            max_inflight_evaluations: self
+                .max_inflight_evaluations
+                .or(file.max_inflight_evaluations)
+                .unwrap_or(10_000),
+            demo: self.demo || file.demo.unwrap_or(false),
+            file: path,
+        })
+    }
+}
+
+fn path_name(p: &Option<PathBuf>) -> String {
+    p.as_ref().map_or_else(String::new, |p| p.display().to_string())
 }
 
 /// Audit log commands.
@@ -103,29 +207,83 @@ async fn shutdown_signal() {
 
 /// `sextant serve`.
 pub fn serve(args: ServeArgs) -> Result<ExitCode> {
-    init_logging(args.log_format);
+    let settings = args.settings()?;
+    init_logging(settings.log_format);
     runtime()?.block_on(async move {
-        let url = &args.database.database_url;
+        if let Some(f) = &settings.file {
+            tracing::info!(file = %f.display(), "read settings");
+        }
+        let url = &settings.database_url;
         let store = Store::open(url)
             .await
             .with_context(|| format!("cannot open the database `{url}`"))?;
-        if let Some(token) = store.bootstrap(args.admin_token.as_deref()).await? {
-            println!("Created the first admin token. It is shown only this once; store it now:\n\n    {token}\n");
+        if let Some(token) = store.bootstrap(settings.admin_token.as_deref()).await? {
+            println!(
+                "Created the first admin token. It is shown only this once; store it now:\n\n    {token}\n\nThe CLI reads it from SEXTANT_TOKEN:  export SEXTANT_TOKEN={token}\n"
+            );
         }
+        // The demo is loaded through the admin API, with a token that lives
+        // only while it loads.
+        let demo_token = if settings.demo {
+            let meta = ChangeMeta::new("system", Some("sextant serve --demo".into()));
+            let grant = NewGrant::Admin {
+                role: Role::Admin,
+                environments: None,
+            };
+            let name = format!("demo-loader-{}", std::process::id());
+            let (record, secret) = store.create_token(&name, &grant, &meta).await?.value;
+            Some((record.id, secret))
+        } else {
+            None
+        };
         let config = Config {
-            public_url: args.public_url,
-            max_inflight_evaluations: args.max_inflight_evaluations,
+            public_url: settings.public_url.clone(),
+            max_inflight_evaluations: settings.max_inflight_evaluations,
             ..Config::default()
         };
         let store = Arc::new(store);
         let state = AppState::new(store.clone(), config).await?;
-        let listener = tokio::net::TcpListener::bind(&args.listen)
+        let listener = tokio::net::TcpListener::bind(&settings.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(sextant_server::run(listener, state, async move {
+            tokio::select! {
+                _ = shutdown_signal() => {},
+                _ = stopped => {},
+            }
+        }));
+        if let Some((id, secret)) = demo_token {
+            let remote = Remote {
+                url: format!("http://{addr}"),
+                token: Some(secret),
+                workspace: "default".into(),
+                json: false,
+            };
+            let loaded = async {
+                let client = Client::new(&remote)?;
+                let outcome = crate::demo::load(&client).await?;
+                client
+                    .send(reqwest::Method::DELETE, &["api", "v1", "tokens", &id.to_string()], &[], None, None)
+                    .await?;
+                anyhow::Ok(outcome)
+            }
+            .await;
+            match loaded {
+                Ok(o) if o.applied == 0 => println!("Demo workspace already loaded (workspace `default`)."),
+                Ok(o) => println!("Loaded the demo workspace: {} changes in workspace `default`.", o.applied),
+                Err(e) => {
+                    let _ = stop.send(());
+                    let _ = server.await;
+                    return Err(e.context("cannot load the demo workspace"));
+                }
+            }
+        }
         println!("sextant listening on http://{addr}");
         tracing::info!(%addr, database = %url, "serving");
-        sextant_server::run(listener, state, shutdown_signal()).await?;
+        server.await.context("the server task failed")??;
+        drop(stop);
         store.close().await;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)

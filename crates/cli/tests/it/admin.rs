@@ -1,0 +1,174 @@
+use crate::support::Server;
+
+#[test]
+fn a_flag_goes_from_create_to_rollout_to_kill_to_delete() {
+    let s = Server::start();
+    let out = s.run(&[
+        "flag",
+        "create",
+        "dark-mode",
+        "--description",
+        "Dark theme",
+        "--owner",
+        "web",
+        "--hypothesis",
+        "Night users stay longer",
+        "--metric",
+        "session-length",
+        "--direction",
+        "increase",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("created flag dark-mode (boolean), off in every environment")
+    );
+
+    let list = s.run(&["flag", "list"]);
+    assert_eq!(list.code, 0);
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("KEY") && lines[0].contains("PRODUCTION"),
+        "{}",
+        list.stdout
+    );
+    assert!(
+        lines[1].starts_with("dark-mode") && lines[1].contains("session-length ↑"),
+        "{}",
+        list.stdout
+    );
+
+    let token = s.json(&[
+        "token",
+        "create",
+        "web-app",
+        "--kind",
+        "client",
+        "--env",
+        "production",
+        "--origin",
+        "*",
+    ]);
+    let sdk = token["token"].as_str().unwrap().to_owned();
+    assert_eq!(s.ofrep(&sdk, "dark-mode", "u1")["value"], false);
+
+    assert_eq!(
+        s.run(&["flag", "toggle", "dark-mode", "on", "--env", "production"])
+            .code,
+        0
+    );
+    assert_eq!(s.ofrep(&sdk, "dark-mode", "u1")["value"], true);
+
+    let out = s.run(&["rollout", "set", "dark-mode", "25", "--env", "production"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let f = s.json(&["flag", "get", "dark-mode"]);
+    assert_eq!(
+        f["flag"]["environments"]["production"]["default_serve"]["split"]["weights"],
+        serde_json::json!([{"variation": "on", "weight": 25000}, {"variation": "off", "weight": 75000}])
+    );
+    let on = (0..200)
+        .filter(|i| s.ofrep(&sdk, "dark-mode", &format!("user-{i}"))["value"] == true)
+        .count();
+    assert!((20..=80).contains(&on), "{on} of 200 units in a 25% rollout");
+
+    let out = s.run(&["flag", "kill", "dark-mode", "--reason", "errors in checkout"]);
+    assert_eq!(
+        out.stdout.trim(),
+        "killed dark-mode in production: it now serves its off variation"
+    );
+    assert_eq!(s.ofrep(&sdk, "dark-mode", "u1")["reason"], "DISABLED");
+
+    let refused = s.run(&["flag", "delete", "dark-mode"]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("re-run with --yes"), "{}", refused.stderr);
+    assert_eq!(s.run(&["flag", "delete", "dark-mode", "--yes"]).code, 0);
+    let gone = s.run(&["flag", "get", "dark-mode"]);
+    assert_eq!(gone.code, 3);
+    assert!(
+        gone.stderr.contains("flag `dark-mode` does not exist"),
+        "{}",
+        gone.stderr
+    );
+}
+
+#[test]
+fn errors_say_what_to_do_and_exit_with_the_documented_codes() {
+    let s = Server::start();
+    let no_token = s.run_with(&["flag", "list"], &[("SEXTANT_TOKEN", "")]);
+    assert_eq!(no_token.code, 4);
+    assert!(no_token.stderr.contains("set SEXTANT_TOKEN"), "{}", no_token.stderr);
+
+    let bad_token = s.run_with(&["flag", "list"], &[("SEXTANT_TOKEN", "sxa_nope")]);
+    assert_eq!(bad_token.code, 4);
+    assert!(bad_token.stderr.contains("token_invalid"), "{}", bad_token.stderr);
+
+    let invalid = s.run(&["flag", "create", "bad/key"]);
+    assert_eq!(invalid.code, 1);
+    assert!(
+        invalid.stderr.contains("/flag/key: `bad/key` is not a valid key"),
+        "{}",
+        invalid.stderr
+    );
+
+    let dup = s.run(&["flag", "create", "twice"]);
+    assert_eq!(dup.code, 0);
+    let dup = s.run(&["flag", "create", "twice"]);
+    assert_eq!(dup.code, 1);
+    assert!(dup.stderr.contains("flag `twice` already exists"), "{}", dup.stderr);
+
+    let ws = s.run(&["flag", "list", "--workspace", "nope"]);
+    assert_eq!(ws.code, 3);
+    assert!(ws.stderr.contains("pick one with --workspace"), "{}", ws.stderr);
+
+    let down = s.run_with(&["flag", "list"], &[("SEXTANT_URL", "http://127.0.0.1:9")]);
+    assert_eq!(down.code, 5);
+    assert!(
+        down.stderr.contains("Start one with `sextant serve`"),
+        "{}",
+        down.stderr
+    );
+
+    let viewer = s.json(&["token", "create", "reader", "--role", "viewer"]);
+    let viewer = viewer["token"].as_str().unwrap();
+    let denied = s.run_with(&["flag", "create", "x"], &[("SEXTANT_TOKEN", viewer)]);
+    assert_eq!(denied.code, 4);
+    assert!(denied.stderr.contains("permission_denied"), "{}", denied.stderr);
+}
+
+#[test]
+fn segments_and_tokens_are_managed_from_the_command_line() {
+    let s = Server::start();
+    let out = s.run(&[
+        "segment",
+        "create",
+        "beta",
+        "--include",
+        "u1,u2",
+        "--description",
+        "Beta testers",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let list = s.run(&["segment", "list"]);
+    assert!(
+        list.stdout.lines().nth(1).unwrap().starts_with("beta  2         0"),
+        "{}",
+        list.stdout
+    );
+    let file = s.file("beta.yaml", "key: beta\nincluded: [u1, u2, u3]\n");
+    assert_eq!(s.run(&["segment", "update", "-f", file.to_str().unwrap()]).code, 0);
+    assert_eq!(
+        s.json(&["segment", "get", "beta"])["segment"]["included"],
+        serde_json::json!(["u1", "u2", "u3"])
+    );
+    assert_eq!(s.run(&["segment", "delete", "beta", "--yes"]).code, 0);
+    assert_eq!(s.json(&["segment", "list"]), serde_json::json!([]));
+
+    let out = s.run(&["token", "create", "ci", "--role", "engineer"]);
+    assert!(out.stdout.contains("It is shown only this once"), "{}", out.stdout);
+    let tokens = s.json(&["token", "list"]);
+    let ci = tokens.as_array().unwrap().iter().find(|t| t["name"] == "ci").unwrap();
+    assert_eq!(ci["role"], "engineer");
+    let id = ci["id"].to_string();
+    assert_eq!(s.run(&["token", "revoke", &id]).code, 0);
+    assert_eq!(s.json(&["token", "list"]).as_array().unwrap().len(), 1);
+}
