@@ -22,7 +22,8 @@ pub enum LogFormat {
 /// Where the database is (shared by `serve` and `audit`).
 #[derive(Debug, clap::Args)]
 pub struct DatabaseArgs {
-    /// Database URL: `sqlite:PATH` or a file path (created and migrated on start).
+    /// Database URL: `postgres://USER:PASSWORD@HOST/DB` (several replicas may
+    /// share it), `sqlite:PATH` or a file path (created and migrated on start).
     #[arg(long, env = "SEXTANT_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     database_url: String,
 }

@@ -85,7 +85,7 @@ pub enum StoreError {
         binary: i64,
     },
     /// The database URL names a backend this build does not have.
-    #[error("unsupported database URL `{0}` (expected sqlite:PATH or a file path)")]
+    #[error("unsupported database URL `{0}` (expected postgres://…, sqlite:PATH or a file path)")]
     UnsupportedUrl(String),
     /// Stored data could not be read back (edited by hand?).
     #[error("stored data is corrupt: {0}")]

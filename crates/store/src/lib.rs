@@ -9,14 +9,20 @@
 //! same transaction as the change that alters its snapshot.
 //!
 //! Only this crate speaks SQL; sqlx errors are mapped to [`StoreError`]
-//! and never leave it. The backend is SQLite (WAL mode) today; a
-//! PostgreSQL backend becomes a second [`Backend`] variant with its own
-//! migrations, behind the same methods.
+//! and never leave it. Two backends sit behind the same methods, each with
+//! its own SQL and migrations: SQLite (WAL mode, one process) and
+//! PostgreSQL (any number of replicas on one database, which serialises
+//! their writes; see `postgres.rs`). Replicas follow each other's writes
+//! through [`Store::change_feed`] and elect a leader per duty with
+//! [`Store::try_lead`].
 
 mod audit;
+mod doc;
 mod error;
 mod migrate;
 mod model;
+mod postgres;
+mod replica;
 mod sqlite;
 mod token;
 
@@ -25,6 +31,7 @@ use sextant_core::{Flag, Segment, Targeting};
 pub use error::{FieldError, Kind, Result, StoreError};
 pub use migrate::LATEST as SCHEMA_VERSION;
 pub use model::*;
+pub use replica::{ChangeFeed, ChangeNotice, FeedEvent, Leadership};
 pub use token::hash_token;
 
 /// The current time as RFC 3339 UTC with milliseconds.
@@ -38,6 +45,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite:sextant.db";
 /// A database backend.
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    /// Boxed: its connect options are large and a store is built once.
+    Postgres(Box<postgres::PgStore>),
 }
 
 /// Dispatches a call to the backend.
@@ -45,6 +54,7 @@ macro_rules! on {
     ($self:ident, $db:ident => $call:expr) => {
         match &$self.backend {
             Backend::Sqlite($db) => $call,
+            Backend::Postgres($db) => $call,
         }
     };
 }
@@ -55,13 +65,68 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the database at `url` (`sqlite:PATH`, `sqlite::memory:` or a
-    /// plain file path), creating and migrating it. Refuses a database
-    /// migrated by a newer binary ([`StoreError::DatabaseTooNew`]).
+    /// Opens the database at `url` (`postgres://…`/`postgresql://…`,
+    /// `sqlite:PATH`, `sqlite::memory:` or a plain file path), creating
+    /// (SQLite) and migrating it. Refuses a database migrated by a newer
+    /// binary ([`StoreError::DatabaseTooNew`]).
     pub async fn open(url: &str) -> Result<Store> {
-        Ok(Store {
-            backend: Backend::Sqlite(sqlite::SqliteStore::open(url).await?),
-        })
+        let backend = if postgres::is_postgres_url(url) {
+            Backend::Postgres(Box::new(postgres::PgStore::open(url).await?))
+        } else {
+            Backend::Sqlite(sqlite::SqliteStore::open(url).await?)
+        };
+        Ok(Store { backend })
+    }
+
+    /// The backend's name: `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    // Replicas.
+
+    /// The changes every process sharing this database commits, or `None`
+    /// when the database cannot be shared (SQLite: one process).
+    pub async fn change_feed(&self) -> Result<Option<ChangeFeed>> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(db) => db.change_feed().await.map(Some),
+        }
+    }
+
+    /// Every environment's id and stored snapshot version, to compare with
+    /// what a replica has published.
+    pub async fn snapshot_versions(&self) -> Result<Vec<(i64, i64)>> {
+        on!(self, db => db.snapshot_versions().await)
+    }
+
+    /// The stored snapshots of the environments `ids`; ids that no longer
+    /// exist are left out.
+    pub async fn load_environment_snapshots(&self, ids: &[i64]) -> Result<Vec<EnvSnapshot>> {
+        on!(self, db => db.load_environment_snapshots(ids).await)
+    }
+
+    /// Leadership of the duty `name` (e.g. `scheduler`) if nobody holds it:
+    /// exactly one replica holds a name at a time, and when its holder dies
+    /// the next `try_lead` elsewhere succeeds. `None`: someone else leads.
+    pub async fn try_lead(&self, name: &str) -> Result<Option<Leadership>> {
+        match &self.backend {
+            Backend::Sqlite(db) => Ok(db.try_lead(name)),
+            Backend::Postgres(db) => db.try_lead(name).await,
+        }
+    }
+
+    /// Waits until this process leads `name`, trying every `retry`.
+    pub async fn lead(&self, name: &str, retry: std::time::Duration) -> Result<Leadership> {
+        loop {
+            if let Some(leadership) = self.try_lead(name).await? {
+                return Ok(leadership);
+            }
+            tokio::time::sleep(retry).await;
+        }
     }
 
     /// Checks that the database answers.
@@ -222,7 +287,7 @@ impl Store {
         meta: &ChangeMeta,
     ) -> Result<Committed<FlagRecord>> {
         let change = |flag: &mut Flag| {
-            sqlite::set_targeting(flag, env, targeting);
+            doc::set_targeting(flag, env, targeting);
             Ok(())
         };
         on!(self, db => db.update_flag(ws, key, expected, Some(env), "set_targeting", meta, change).await)

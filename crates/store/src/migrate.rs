@@ -1,14 +1,25 @@
-//! Forward-only, versioned schema migrations, embedded in the binary.
+//! Forward-only, versioned schema migrations, embedded in the binary: one
+//! list per SQL dialect, with the same versions in both.
 
-use sqlx::{Row, SqlitePool};
+use sqlx::{PgPool, Row, SqlitePool};
 
 use crate::error::{Result, StoreError};
 
 /// SQLite migrations: (version, name, SQL). Append only; never edit a shipped one.
 const SQLITE: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/sqlite/0001_initial.sql"))];
 
+/// PostgreSQL migrations: the same versions as [`SQLITE`], in PostgreSQL's dialect.
+const POSTGRES: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/postgres/0001_initial.sql"))];
+
 /// The newest schema version this binary knows.
 pub const LATEST: i64 = SQLITE[SQLITE.len() - 1].0;
+
+// Both dialects must reach the same schema version.
+const _: () = assert!(POSTGRES[POSTGRES.len() - 1].0 == LATEST && POSTGRES.len() == SQLITE.len());
+
+/// Session advisory lock key held while migrating PostgreSQL, so replicas
+/// starting together apply each migration once ("SEXTMIGR").
+const MIGRATION_LOCK: i64 = 0x5345_5854_4d49_4752;
 
 /// Applies missing migrations in order, each in its own transaction.
 /// Refuses a database whose schema is newer than this binary.
@@ -42,4 +53,56 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<i64> {
         tracing::info!(version, name, "applied migration");
     }
     Ok(LATEST)
+}
+
+/// Applies missing PostgreSQL migrations in order, each in its own
+/// transaction, holding an advisory lock so concurrent starts wait for
+/// each other. Refuses a database whose schema is newer than this binary.
+pub(crate) async fn run_postgres(pool: &PgPool) -> Result<i64> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let result = async {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await?;
+        let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0)::BIGINT AS v FROM schema_migrations")
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get("v")?;
+        if current > LATEST {
+            return Err(StoreError::DatabaseTooNew {
+                database: current,
+                binary: LATEST,
+            });
+        }
+        for &(version, name, sql) in POSTGRES.iter().filter(|(v, _, _)| *v > current) {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(version)
+                .bind(name)
+                .bind(crate::now())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(version, name, "applied migration");
+        }
+        Ok(LATEST)
+    }
+    .await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await;
+    if unlocked.is_err() {
+        // A session that cannot unlock is not reused: closing it releases the lock.
+        conn.detach();
+    }
+    result
 }

@@ -1,16 +1,20 @@
 //! The SQLite backend. All SQL of the SQLite dialect lives here.
 
+use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use sextant_core::{CompileError, Document, Flag, Location, Problem, Segment, Snapshot, Targeting};
+use sextant_core::{Flag, Segment};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqlitePool};
 
-use crate::audit::{Chained, GENESIS};
+use crate::audit::{AuditRow, Chained, GENESIS};
+use crate::doc::{self, *};
 use crate::error::{FieldError, Kind, Result, StoreError};
 use crate::model::*;
+use crate::replica::{Leadership, LocalHold};
 use crate::{migrate, now, token};
 
 /// A SQLite database in WAL mode.
@@ -20,61 +24,8 @@ pub(crate) struct SqliteStore {
     /// taking this async lock first avoids `SQLITE_BUSY` on lock upgrades
     /// of deferred transactions. Never held by readers.
     write: tokio::sync::Mutex<()>,
-}
-
-/// A workspace row.
-struct WsRow {
-    id: i64,
-    ws: Workspace,
-}
-
-/// Everything a document write needs, loaded inside the transaction.
-struct DocState {
-    ws: WsRow,
-    envs: Vec<Environment>,
-    flags: Vec<FlagRecord>,
-    segments: Vec<SegmentRecord>,
-}
-
-/// Which row a document edit touched.
-enum RowWrite {
-    UpsertFlag(String),
-    DeleteFlag(String),
-    UpsertSegment(String),
-    DeleteSegment(String),
-}
-
-/// The outcome of an edit closure: what to persist and record.
-struct DocEdit<T> {
-    value: T,
-    row: RowWrite,
-    action: &'static str,
-    kind: Kind,
-    key: String,
-    /// `Some(env)`: only that environment's snapshot changes; `None`: all.
-    environment: Option<String>,
-    before: Option<Value>,
-    after: Option<Value>,
-}
-
-/// A change about to be recorded.
-struct NewChange<'a> {
-    meta: &'a ChangeMeta,
-    action: &'a str,
-    workspace: Option<&'a str>,
-    kind: Kind,
-    key: &'a str,
-    environment: Option<&'a str>,
-    before: Option<Value>,
-    after: Option<Value>,
-}
-
-fn json<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
+    /// Names led by this process (one process per SQLite database).
+    leaders: Arc<std::sync::Mutex<HashSet<String>>>,
 }
 
 impl SqliteStore {
@@ -101,7 +52,43 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             write: tokio::sync::Mutex::new(()),
+            leaders: Arc::default(),
         })
+    }
+
+    /// In-process leadership: a SQLite database has one process.
+    pub(crate) fn try_lead(&self, name: &str) -> Option<Leadership> {
+        let fresh = self
+            .leaders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned());
+        fresh.then(|| {
+            Leadership::local(LocalHold {
+                held: self.leaders.clone(),
+                name: name.to_owned(),
+            })
+        })
+    }
+
+    /// Every environment's id and stored snapshot version.
+    pub(crate) async fn snapshot_versions(&self) -> Result<Vec<(i64, i64)>> {
+        let rows = sqlx::query("SELECT id, snapshot_version FROM environments ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("snapshot_version")?)))
+            .collect()
+    }
+
+    /// The current snapshots of the environments `ids` (those that still exist).
+    pub(crate) async fn load_environment_snapshots(&self, ids: &[i64]) -> Result<Vec<EnvSnapshot>> {
+        Ok(self
+            .load_snapshots()
+            .await?
+            .into_iter()
+            .filter(|s| ids.contains(&s.environment_id))
+            .collect())
     }
 
     pub(crate) async fn ping(&self) -> Result<()> {
@@ -250,17 +237,7 @@ impl SqliteStore {
         let mut out = Vec::new();
         for ws in self.list_workspaces().await? {
             let state = Self::doc_state(&mut conn, &ws.key).await?;
-            let doc = document(&state);
-            for env in &state.envs {
-                out.push(
-                    compile_env(&state.ws.ws.key, env, &doc, env.snapshot_version, None).map_err(|e| {
-                        StoreError::Corrupt(format!(
-                            "stored flags of `{}`/`{}` do not compile: {e}",
-                            ws.key, env.key
-                        ))
-                    })?,
-                );
-            }
+            out.extend(compile_stored(&state)?);
         }
         Ok(out)
     }
@@ -346,24 +323,7 @@ impl SqliteStore {
         let mut tx = self.pool.begin().await?;
         let mut state = Self::doc_state(&mut tx, ws).await?;
         let e = edit(&mut state)?;
-        let doc = document(&state);
-        let affected: Vec<&Environment> = state
-            .envs
-            .iter()
-            .filter(|env| e.environment.as_deref().is_none_or(|k| k == env.key))
-            .collect();
-        let mut snapshots = Vec::with_capacity(affected.len());
-        let mut problems = Vec::new();
-        for env in &affected {
-            match compile_env(&state.ws.ws.key, env, &doc, env.snapshot_version + 1, None) {
-                Ok(s) => snapshots.push(s),
-                Err(err) => problems.extend(field_errors(err, &env.key)),
-            }
-        }
-        if !problems.is_empty() {
-            dedup(&mut problems);
-            return Err(StoreError::Invalid(problems));
-        }
+        let (mut snapshots, affected) = compile_affected(&state, &e)?;
         let ws_id = state.ws.id;
         match &e.row {
             RowWrite::UpsertFlag(key) => {
@@ -411,8 +371,8 @@ impl SqliteStore {
                     .await?;
             }
         }
-        for env in &affected {
-            bump_snapshot(&mut tx, env.id).await?;
+        for id in &affected {
+            bump_snapshot(&mut tx, *id).await?;
         }
         let change_id = Self::record(
             &mut tx,
@@ -447,34 +407,8 @@ impl SqliteStore {
     }
 
     pub(crate) async fn create_flag(&self, ws: &str, flag: Flag, meta: &ChangeMeta) -> Result<Committed<FlagRecord>> {
-        self.doc_write(ws, meta, move |state| {
-            if state.flags.iter().any(|f| f.flag.key == flag.key) {
-                return Err(StoreError::Conflict {
-                    kind: Kind::Flag,
-                    key: flag.key,
-                });
-            }
-            check_environments(&flag, &state.envs)?;
-            let at = now();
-            let rec = FlagRecord {
-                flag,
-                version: 1,
-                created_at: at.clone(),
-                updated_at: at,
-            };
-            state.flags.push(rec.clone());
-            Ok(DocEdit {
-                row: RowWrite::UpsertFlag(rec.flag.key.clone()),
-                action: "create",
-                kind: Kind::Flag,
-                key: rec.flag.key.clone(),
-                environment: None,
-                before: None,
-                after: Some(json(&rec.flag)),
-                value: rec,
-            })
-        })
-        .await
+        self.doc_write(ws, meta, move |state| doc::create_flag(state, flag))
+            .await
     }
 
     /// Applies `change` to a stored flag. `environment` names the only
@@ -491,36 +425,7 @@ impl SqliteStore {
         change: impl FnOnce(&mut Flag) -> Result<()>,
     ) -> Result<Committed<FlagRecord>> {
         self.doc_write(ws, meta, move |state| {
-            if let Some(env) = environment
-                && !state.envs.iter().any(|e| e.key == env)
-            {
-                return Err(not_found(Kind::Environment, env));
-            }
-            let envs = state.envs.clone();
-            let rec = state
-                .flags
-                .iter_mut()
-                .find(|f| f.flag.key == key)
-                .ok_or_else(|| not_found(Kind::Flag, key))?;
-            check_version(expected, rec.version)?;
-            let before = json(&rec.flag);
-            let mut flag = rec.flag.clone();
-            change(&mut flag)?;
-            flag.key = key.to_owned();
-            check_environments(&flag, &envs)?;
-            rec.flag = flag;
-            rec.version += 1;
-            rec.updated_at = now();
-            Ok(DocEdit {
-                value: rec.clone(),
-                row: RowWrite::UpsertFlag(key.to_owned()),
-                action,
-                kind: Kind::Flag,
-                key: key.to_owned(),
-                environment: environment.map(str::to_owned),
-                before: Some(before),
-                after: Some(json(&rec.flag)),
-            })
+            doc::update_flag(state, key, expected, environment, action, change)
         })
         .await
     }
@@ -532,26 +437,8 @@ impl SqliteStore {
         expected: Option<i64>,
         meta: &ChangeMeta,
     ) -> Result<Committed<()>> {
-        self.doc_write(ws, meta, move |state| {
-            let i = state
-                .flags
-                .iter()
-                .position(|f| f.flag.key == key)
-                .ok_or_else(|| not_found(Kind::Flag, key))?;
-            check_version(expected, state.flags[i].version)?;
-            let rec = state.flags.remove(i);
-            Ok(DocEdit {
-                value: (),
-                row: RowWrite::DeleteFlag(key.to_owned()),
-                action: "delete",
-                kind: Kind::Flag,
-                key: key.to_owned(),
-                environment: None,
-                before: Some(json(&rec.flag)),
-                after: None,
-            })
-        })
-        .await
+        self.doc_write(ws, meta, move |state| doc::delete_flag(state, key, expected))
+            .await
     }
 
     pub(crate) async fn put_segment(
@@ -563,46 +450,7 @@ impl SqliteStore {
         meta: &ChangeMeta,
     ) -> Result<Committed<SegmentRecord>> {
         self.doc_write(ws, meta, move |state| {
-            let key = segment.key.clone();
-            let existing = state.segments.iter_mut().find(|s| s.segment.key == key);
-            let (rec, before, action) = match (existing, create) {
-                (Some(_), true) => {
-                    return Err(StoreError::Conflict {
-                        kind: Kind::Segment,
-                        key,
-                    });
-                }
-                (None, false) => return Err(not_found(Kind::Segment, &key)),
-                (Some(rec), false) => {
-                    check_version(expected, rec.version)?;
-                    let before = json(&rec.segment);
-                    rec.segment = segment;
-                    rec.version += 1;
-                    rec.updated_at = now();
-                    (rec.clone(), Some(before), "update")
-                }
-                (None, true) => {
-                    let at = now();
-                    let rec = SegmentRecord {
-                        segment,
-                        version: 1,
-                        created_at: at.clone(),
-                        updated_at: at,
-                    };
-                    state.segments.push(rec.clone());
-                    (rec, None, "create")
-                }
-            };
-            Ok(DocEdit {
-                row: RowWrite::UpsertSegment(key.clone()),
-                action,
-                kind: Kind::Segment,
-                key,
-                environment: None,
-                before,
-                after: Some(json(&rec.segment)),
-                value: rec,
-            })
+            doc::put_segment(state, segment, create, expected)
         })
         .await
     }
@@ -614,26 +462,8 @@ impl SqliteStore {
         expected: Option<i64>,
         meta: &ChangeMeta,
     ) -> Result<Committed<()>> {
-        self.doc_write(ws, meta, move |state| {
-            let i = state
-                .segments
-                .iter()
-                .position(|s| s.segment.key == key)
-                .ok_or_else(|| not_found(Kind::Segment, key))?;
-            check_version(expected, state.segments[i].version)?;
-            let rec = state.segments.remove(i);
-            Ok(DocEdit {
-                value: (),
-                row: RowWrite::DeleteSegment(key.to_owned()),
-                action: "delete",
-                kind: Kind::Segment,
-                key: key.to_owned(),
-                environment: None,
-                before: Some(json(&rec.segment)),
-                after: None,
-            })
-        })
-        .await
+        self.doc_write(ws, meta, move |state| doc::delete_segment(state, key, expected))
+            .await
     }
 
     // ------------------------------------------- workspaces and environments
@@ -1052,29 +882,7 @@ impl SqliteStore {
         secret: &str,
         meta: &ChangeMeta,
     ) -> Result<TokenRecord> {
-        let (kind, role, environments, env, origins) = match grant {
-            NewGrant::Admin { role, environments } => (
-                "admin",
-                Some(role.as_str()),
-                environments.as_ref().map(|e| json(e).to_string()),
-                None,
-                Vec::new(),
-            ),
-            NewGrant::Server { workspace, environment } => {
-                ("server", None, None, Some((workspace, environment)), Vec::new())
-            }
-            NewGrant::Client {
-                workspace,
-                environment,
-                allowed_origins,
-            } => (
-                "client",
-                None,
-                None,
-                Some((workspace, environment)),
-                allowed_origins.clone(),
-            ),
-        };
+        let (kind, role, environments, env, origins) = grant_columns(grant);
         let env_id = match env {
             None => None,
             Some((ws, env)) => {
@@ -1208,16 +1016,7 @@ impl SqliteStore {
             .await?
             .try_get("n")?;
         if workspaces == 0 {
-            let envs = [
-                ("development", "Development", false),
-                ("staging", "Staging", false),
-                ("production", "Production", true),
-            ]
-            .map(|(key, name, production)| EnvironmentInput {
-                key: key.into(),
-                name: name.into(),
-                production,
-            });
+            let envs = default_environments();
             Self::insert_workspace(&mut tx, "default", "Default", &envs, &meta).await?;
         }
         let grant = NewGrant::Admin {
@@ -1300,10 +1099,7 @@ impl SqliteStore {
             .collect()
     }
 
-    /// Walks the whole chain: contiguous sequence numbers, each entry's
-    /// `prev_hash` equal to the previous entry's hash, each hash recomputed
-    /// from its change record, the head matching the last entry, and no
-    /// change record without an entry.
+    /// Verifies the whole chain (see [`crate::audit::verify`]).
     pub(crate) async fn verify_audit(&self) -> Result<AuditVerification> {
         let rows = sqlx::query(
             "SELECT a.seq, a.change_id AS cid, a.prev_hash, a.hash, c.id AS found, c.at, c.actor, c.action, c.workspace,
@@ -1312,128 +1108,45 @@ impl SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut problems = Vec::new();
-        let mut expected_prev = GENESIS.to_owned();
-        let mut last_seq = 0i64;
-        for row in &rows {
-            let seq: i64 = row.try_get("seq")?;
-            let mut problem = |p: String| problems.push(AuditProblem { seq, problem: p });
-            if seq != last_seq + 1 {
-                problem(format!("entries {} to {} are missing", last_seq + 1, seq - 1));
-            }
-            let prev: String = row.try_get("prev_hash")?;
-            let hash: String = row.try_get("hash")?;
-            if prev != expected_prev {
-                problem("previous-hash link is broken (entry edited, deleted or reordered)".into());
-            }
-            let found: Option<i64> = row.try_get("found")?;
-            if found.is_none() {
-                problem("its change record was deleted".into());
-            } else {
+        let rows = rows
+            .iter()
+            .map(|row| {
                 let s = |c: &str| row.try_get::<Option<String>, _>(c);
-                let (at, actor, action, kind, key) = (s("at")?, s("actor")?, s("action")?, s("kind")?, s("key")?);
-                let (workspace, environment, reason, before, after) = (
-                    s("workspace")?,
-                    s("environment")?,
-                    s("reason")?,
-                    s("before")?,
-                    s("after")?,
-                );
-                let recomputed = Chained {
-                    seq,
-                    prev_hash: &prev,
+                Ok(AuditRow {
+                    seq: row.try_get("seq")?,
                     change_id: row.try_get("cid")?,
-                    at: at.as_deref().unwrap_or_default(),
-                    actor: actor.as_deref().unwrap_or_default(),
-                    action: action.as_deref().unwrap_or_default(),
-                    workspace: workspace.as_deref(),
-                    kind: kind.as_deref().unwrap_or_default(),
-                    key: key.as_deref().unwrap_or_default(),
-                    environment: environment.as_deref(),
-                    reason: reason.as_deref(),
-                    before: before.as_deref(),
-                    after: after.as_deref(),
-                }
-                .hash();
-                if recomputed != hash {
-                    problem("content does not match its hash (entry or change record edited)".into());
-                }
-            }
-            expected_prev = hash;
-            last_seq = seq;
-        }
+                    prev_hash: row.try_get("prev_hash")?,
+                    hash: row.try_get("hash")?,
+                    found: row.try_get::<Option<i64>, _>("found")?.is_some(),
+                    at: s("at")?,
+                    actor: s("actor")?,
+                    action: s("action")?,
+                    workspace: s("workspace")?,
+                    kind: s("kind")?,
+                    key: s("key")?,
+                    environment: s("environment")?,
+                    reason: s("reason")?,
+                    before: s("before")?,
+                    after: s("after")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
             .fetch_optional(&self.pool)
-            .await?;
-        match head {
-            Some(row) => {
-                let seq: i64 = row.try_get("seq")?;
-                let hash: String = row.try_get("hash")?;
-                if seq != last_seq || hash != expected_prev {
-                    problems.push(AuditProblem {
-                        seq,
-                        problem: format!("the chain ends at entry {last_seq} but its head records entry {seq}"),
-                    });
-                }
-            }
-            None if !rows.is_empty() => problems.push(AuditProblem {
-                seq: last_seq,
-                problem: "the chain head is missing".into(),
-            }),
-            None => {}
-        }
+            .await?
+            .map(|row| Ok::<_, StoreError>((row.try_get("seq")?, row.try_get("hash")?)))
+            .transpose()?;
         let orphans: i64 = sqlx::query(
             "SELECT COUNT(*) AS n FROM changes c WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.change_id = c.id)",
         )
         .fetch_one(&self.pool)
         .await?
         .try_get("n")?;
-        if orphans > 0 {
-            problems.push(AuditProblem {
-                seq: 0,
-                problem: format!("{orphans} change record(s) have no audit entry"),
-            });
-        }
-        Ok(AuditVerification {
-            entries: rows.len() as i64,
-            ok: problems.is_empty(),
-            problems,
-        })
+        Ok(crate::audit::verify(&rows, head, orphans))
     }
 }
 
 // -------------------------------------------------------------------- helpers
-
-fn not_found(kind: Kind, key: &str) -> StoreError {
-    StoreError::NotFound {
-        kind,
-        key: key.to_owned(),
-    }
-}
-
-fn check_version(expected: Option<i64>, current: i64) -> Result<()> {
-    match expected {
-        Some(v) if v != current => Err(StoreError::VersionMismatch { current }),
-        _ => Ok(()),
-    }
-}
-
-fn check_environments(flag: &Flag, envs: &[Environment]) -> Result<()> {
-    let unknown: Vec<FieldError> = flag
-        .environments
-        .keys()
-        .filter(|k| !envs.iter().any(|e| e.key == **k))
-        .map(|k| FieldError {
-            field: format!("/environments/{k}"),
-            message: format!("unknown environment `{k}`"),
-        })
-        .collect();
-    if unknown.is_empty() {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(unknown))
-    }
-}
 
 async fn upsert(
     conn: &mut SqliteConnection,
@@ -1467,78 +1180,6 @@ async fn bump_snapshot(conn: &mut SqliteConnection, env_id: i64) -> Result<()> {
         .execute(&mut *conn)
         .await?;
     Ok(())
-}
-
-fn document(state: &DocState) -> Document {
-    Document {
-        segments: state.segments.iter().map(|s| s.segment.clone()).collect(),
-        flags: state.flags.iter().map(|f| f.flag.clone()).collect(),
-    }
-}
-
-/// The document as one environment sees it: other environments' targeting removed.
-fn env_document(doc: &Document, env: &str) -> Document {
-    Document {
-        segments: doc.segments.clone(),
-        flags: doc
-            .flags
-            .iter()
-            .map(|f| {
-                let mut f = f.clone();
-                f.environments.retain(|k, _| k == env);
-                f
-            })
-            .collect(),
-    }
-}
-
-fn compile_env(
-    ws: &str,
-    env: &Environment,
-    doc: &Document,
-    version: i64,
-    cause: Option<Cause>,
-) -> Result<EnvSnapshot, CompileError> {
-    let document = env_document(doc, &env.key);
-    let snapshot = Snapshot::compile(&document, &env.key, version.max(0) as u64)?;
-    Ok(EnvSnapshot {
-        workspace: ws.to_owned(),
-        environment: env.key.clone(),
-        environment_id: env.id,
-        production: env.production,
-        document,
-        snapshot,
-        cause,
-    })
-}
-
-/// Locates each compile issue as a field path in the workspace document.
-fn field_errors(err: CompileError, env: &str) -> Vec<FieldError> {
-    err.issues
-        .into_iter()
-        .map(|issue| {
-            let field = match &issue.location {
-                Location::Segment { key } => format!("/segments/{key}"),
-                Location::Flag { key, rule: Some(r) } => format!("/flags/{key}/environments/{env}/rules/{r}"),
-                Location::Flag { key, rule: None } => match issue.problem {
-                    Problem::EmptyKey | Problem::DuplicateKey => format!("/flags/{key}/key"),
-                    Problem::NoVariations | Problem::DuplicateVariation(_) | Problem::VariationKind { .. } => {
-                        format!("/flags/{key}/variations")
-                    }
-                    _ => format!("/flags/{key}/environments/{env}"),
-                },
-            };
-            FieldError {
-                field,
-                message: issue.problem.to_string(),
-            }
-        })
-        .collect()
-}
-
-fn dedup(v: &mut Vec<FieldError>) {
-    let mut seen = std::collections::HashSet::new();
-    v.retain(|e| seen.insert((e.field.clone(), e.message.clone())));
 }
 
 fn workspace_from(row: &SqliteRow) -> Result<Workspace> {
@@ -1616,14 +1257,4 @@ fn token_from(row: &SqliteRow) -> Result<TokenRecord> {
         prefix: row.try_get("prefix")?,
         created_at: row.try_get("created_at")?,
     })
-}
-
-/// A token as recorded in changes: never its hash.
-fn token_json(t: &TokenRecord) -> Value {
-    serde_json::json!({"id": t.id, "name": t.name, "grant": t.grant, "prefix": t.prefix})
-}
-
-/// Used by `update_flag` callers that replace one environment's targeting.
-pub(crate) fn set_targeting(flag: &mut Flag, env: &str, targeting: Targeting) {
-    flag.environments.insert(env.to_owned(), targeting);
 }

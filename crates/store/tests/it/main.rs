@@ -1,6 +1,7 @@
-//! Integration tests of the store against a real SQLite file.
+//! Integration tests of the store: every test runs against SQLite and
+//! PostgreSQL (see `support::backend_tests!`).
 
-/// Scratch databases.
+/// Scratch databases and the backend parameterisation.
 mod support;
 
 /// Schema migrations and refusing a newer database.
@@ -11,3 +12,6 @@ mod mutations;
 
 /// The hash-chained audit log and its verification.
 mod audit;
+
+/// Several stores on one database: change feed, versions, leadership.
+mod replicas;

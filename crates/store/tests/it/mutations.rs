@@ -1,11 +1,10 @@
 use sextant_core::{Context, Reason};
 use sextant_store::{Kind, StoreError};
 
-use crate::support::{TestStore, flag, meta};
+use crate::support::{Backend, TestStore, flag, meta};
 
-#[tokio::test]
-async fn creating_a_flag_bumps_every_environment_snapshot_version() {
-    let t = TestStore::new().await;
+async fn creating_a_flag_bumps_every_environment_snapshot_version(b: Backend) {
+    let Some(t) = TestStore::on(b).await else { return };
     let before = t.store.load_snapshots().await.unwrap();
     let c = t.store.create_flag("default", flag("f"), &meta()).await.unwrap();
     assert_eq!(c.value.version, 1);
@@ -15,9 +14,8 @@ async fn creating_a_flag_bumps_every_environment_snapshot_version() {
     }
 }
 
-#[tokio::test]
-async fn toggling_changes_only_that_environment_and_evaluates_through_core() {
-    let t = TestStore::new().await;
+async fn toggling_changes_only_that_environment_and_evaluates_through_core(b: Backend) {
+    let Some(t) = TestStore::on(b).await else { return };
     t.store.create_flag("default", flag("f"), &meta()).await.unwrap();
     let c = t
         .store
@@ -35,9 +33,8 @@ async fn toggling_changes_only_that_environment_and_evaluates_through_core() {
     assert_eq!(staging.document.flags[0].environments.len(), 1);
 }
 
-#[tokio::test]
-async fn a_stale_version_is_refused_with_the_current_one() {
-    let t = TestStore::new().await;
+async fn a_stale_version_is_refused_with_the_current_one(b: Backend) {
+    let Some(t) = TestStore::on(b).await else { return };
     t.store.create_flag("default", flag("f"), &meta()).await.unwrap();
     t.store
         .toggle("default", "f", "staging", Some(1), true, &meta())
@@ -51,9 +48,8 @@ async fn a_stale_version_is_refused_with_the_current_one() {
     assert!(matches!(err, StoreError::VersionMismatch { current: 2 }));
 }
 
-#[tokio::test]
-async fn an_invalid_flag_is_never_stored_and_every_problem_is_listed() {
-    let t = TestStore::new().await;
+async fn an_invalid_flag_is_never_stored_and_every_problem_is_listed(b: Backend) {
+    let Some(t) = TestStore::on(b).await else { return };
     let bad: sextant_core::Flag = serde_json::from_value(serde_json::json!({
         "key": "bad", "kind": "boolean",
         "variations": [{"key": "on", "value": "yes"}, {"key": "on", "value": false}],
@@ -88,9 +84,8 @@ async fn an_invalid_flag_is_never_stored_and_every_problem_is_listed() {
     );
 }
 
-#[tokio::test]
-async fn deleting_a_segment_in_use_is_refused_and_nothing_changes() {
-    let t = TestStore::new().await;
+async fn deleting_a_segment_in_use_is_refused_and_nothing_changes(b: Backend) {
+    let Some(t) = TestStore::on(b).await else { return };
     let seg = serde_json::from_value(serde_json::json!({"key": "beta", "included": ["u1"]})).unwrap();
     t.store.create_segment("default", seg, &meta()).await.unwrap();
     let mut f = flag("f");
@@ -110,9 +105,8 @@ async fn deleting_a_segment_in_use_is_refused_and_nothing_changes() {
     assert!(t.store.get_segment("default", "beta").await.is_ok());
 }
 
-#[tokio::test]
-async fn duplicate_keys_conflict_and_unknown_environments_are_invalid() {
-    let t = TestStore::new().await;
+async fn duplicate_keys_conflict_and_unknown_environments_are_invalid(b: Backend) {
+    let Some(t) = TestStore::on(b).await else { return };
     t.store.create_flag("default", flag("f"), &meta()).await.unwrap();
     assert!(matches!(
         t.store.create_flag("default", flag("f"), &meta()).await,
@@ -127,9 +121,8 @@ async fn duplicate_keys_conflict_and_unknown_environments_are_invalid() {
     ));
 }
 
-#[tokio::test]
-async fn deleting_an_environment_strips_its_targeting() {
-    let t = TestStore::new().await;
+async fn deleting_an_environment_strips_its_targeting(b: Backend) {
+    let Some(t) = TestStore::on(b).await else { return };
     t.store.create_flag("default", flag("f"), &meta()).await.unwrap();
     t.store
         .toggle("default", "f", "staging", None, true, &meta())
@@ -144,3 +137,13 @@ async fn deleting_an_environment_strips_its_targeting() {
     let f = t.store.get_flag("default", "f").await.unwrap();
     assert!(f.flag.environments.is_empty());
 }
+
+crate::backend_tests!(
+    creating_a_flag_bumps_every_environment_snapshot_version,
+    toggling_changes_only_that_environment_and_evaluates_through_core,
+    a_stale_version_is_refused_with_the_current_one,
+    an_invalid_flag_is_never_stored_and_every_problem_is_listed,
+    deleting_a_segment_in_use_is_refused_and_nothing_changes,
+    duplicate_keys_conflict_and_unknown_environments_are_invalid,
+    deleting_an_environment_strips_its_targeting,
+);
