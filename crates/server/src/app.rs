@@ -25,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::sdk::router())
         .merge(api::ofrep::router(&state))
         .merge(api::ops::router())
+        .merge(crate::dashboard::router())
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", ApiDoc::openapi()))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

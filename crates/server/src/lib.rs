@@ -1,5 +1,6 @@
 //! Sextant's HTTP server: the admin API (`/api/v1`), OFREP (`/ofrep/v1`),
-//! SDK sync (`/sdk/v1`), ops endpoints and the OpenAPI document.
+//! SDK sync (`/sdk/v1`), ops endpoints, the OpenAPI document and the web
+//! dashboard (`/`, see [`dashboard`]).
 //!
 //! [`run`] serves an already-bound listener until `shutdown` completes,
 //! then stops accepting, ends SSE streams and waits for in-flight requests.
@@ -14,6 +15,7 @@
 pub mod api;
 mod app;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod live;
 pub mod metrics;
@@ -23,7 +25,7 @@ mod stream;
 
 pub use app::router;
 pub use openapi::ApiDoc;
-pub use state::{AppState, Config};
+pub use state::{AppState, Change, Config};
 
 /// Serves `listener` until `shutdown` completes; then stops accepting,
 /// closes event streams and finishes in-flight requests.

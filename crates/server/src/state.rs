@@ -6,8 +6,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sextant_store::{Committed, Store, StoreError, TokenGrant, TokenRecord};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, broadcast, watch};
 
+use crate::dashboard::Sessions;
 use crate::error::ApiError;
 use crate::live::Live;
 use crate::metrics::Metrics;
@@ -95,6 +96,22 @@ pub struct Inner {
     shutdown: watch::Sender<bool>,
     /// Bounds evaluations in flight; none left → 429.
     pub evaluations: Arc<Semaphore>,
+    /// Dashboard login sessions.
+    pub sessions: Sessions,
+    /// "Something changed" for the dashboard's live pages. Bounded: a page
+    /// that falls behind just refreshes once (see `dashboard::live`).
+    changes: broadcast::Sender<Arc<Change>>,
+}
+
+/// A committed change, announced to live dashboard pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Workspace key, when the change belongs to one.
+    pub workspace: Option<String>,
+    /// Kind of thing changed (`flag`, `segment`, …), when known.
+    pub kind: Option<String>,
+    /// Its key, when known.
+    pub key: Option<String>,
 }
 
 /// Cheap-to-clone handle on [`Inner`].
@@ -118,6 +135,8 @@ impl AppState {
             evaluations: Arc::new(Semaphore::new(config.max_inflight_evaluations)),
             writes: tokio::sync::Mutex::new(()),
             shutdown: watch::channel(false).0,
+            sessions: Sessions::default(),
+            changes: broadcast::channel(64).0,
             config,
             store,
         }));
@@ -146,11 +165,37 @@ impl AppState {
         for id in &committed.removed_environments {
             self.live.remove(*id);
         }
+        let change = match committed.snapshots.first() {
+            Some(env) => Change {
+                workspace: Some(env.workspace.clone()),
+                kind: env.cause.as_ref().map(|c| c.kind.to_string()),
+                key: env.cause.as_ref().map(|c| c.key.clone()),
+            },
+            None => Change {
+                workspace: None,
+                kind: None,
+                key: None,
+            },
+        };
         for env in committed.snapshots {
             self.live.publish(env);
         }
         self.reload_tokens().await.map_err(ApiError::from)?;
+        self.announce(change);
         Ok(committed.value)
+    }
+
+    /// Tells live dashboard pages that something changed (writes through
+    /// [`AppState::commit`] announce themselves; other writers, such as
+    /// metric ingestion, call this).
+    pub fn announce(&self, change: Change) {
+        // No receivers is fine: no dashboard page is open.
+        let _ = self.changes.send(Arc::new(change));
+    }
+
+    /// A receiver of future [`Change`] announcements.
+    pub fn changes(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.changes.subscribe()
     }
 
     /// Tells streams to end (graceful shutdown).

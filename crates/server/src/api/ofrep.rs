@@ -85,7 +85,10 @@ fn lookup(state: &AppState, token: Option<&str>) -> Option<Arc<TokenRecord>> {
 }
 
 /// The environment an OFREP request evaluates in; 401/403 otherwise.
-#[expect(clippy::result_large_err, reason = "the error is the response itself, built once per failed request")]
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the response itself, built once per failed request"
+)]
 fn authorize(state: &AppState, token: Option<&str>) -> Result<Arc<EnvSlot>, Response> {
     let Some(token_value) = token.filter(|t| !t.is_empty()) else {
         return Err(failure(

@@ -20,3 +20,6 @@ mod audit;
 
 /// Health, readiness, metrics and the OpenAPI document.
 mod ops;
+
+/// The web dashboard over HTTP: sign-in, CSRF, roles, forms, live stream.
+mod dashboard;

@@ -1,0 +1,46 @@
+// Sextant dashboard: live updates over SSE. Pages work without this
+// script; with it, regions marked `data-live` refresh within a second of a
+// change anywhere, without a reload.
+(function () {
+  "use strict";
+  var src = document.body && document.body.getAttribute("data-live-src");
+  var status = document.getElementById("live-status");
+  if (!src || !window.EventSource) {
+    if (status) status.textContent = "";
+    return;
+  }
+  var busy = false, again = false;
+  function say(text) { if (status) status.textContent = text; }
+
+  // Re-fetches this page and swaps each live region by id. Coalesces bursts:
+  // at most one fetch in flight and one queued.
+  function refresh() {
+    if (busy) { again = true; return; }
+    busy = true;
+    fetch(location.href, { credentials: "same-origin", headers: { "X-Sextant-Live": "1" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        document.querySelectorAll("[data-live]").forEach(function (el) {
+          var fresh = el.id && doc.getElementById(el.id);
+          if (fresh && fresh.innerHTML !== el.innerHTML) {
+            var focused = document.activeElement && el.contains(document.activeElement) ? document.activeElement.id : null;
+            el.innerHTML = fresh.innerHTML;
+            if (focused) { var f = document.getElementById(focused); if (f) f.focus(); }
+          }
+        });
+        say("Live · updated " + new Date().toLocaleTimeString());
+      })
+      .catch(function () { say("Live · update failed"); })
+      .then(function () {
+        busy = false;
+        if (again) { again = false; refresh(); }
+      });
+  }
+
+  var es = new EventSource(src);
+  es.addEventListener("hello", function () { say("Live"); });
+  es.addEventListener("change", refresh);
+  es.onerror = function () { say("Reconnecting…"); };
+})();

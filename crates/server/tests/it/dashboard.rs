@@ -1,0 +1,412 @@
+//! The dashboard over plain HTTP: sign-in, cookies, CSRF, roles, forms, live.
+
+use reqwest::redirect::Policy;
+use serde_json::json;
+
+use crate::support::{ADMIN, TestServer};
+
+/// A browser-like client that keeps the session cookie by hand (no
+/// redirects followed, so each step's status and headers can be checked).
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+}
+
+impl Browser {
+    fn new(server: &TestServer) -> Browser {
+        Browser {
+            http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
+            base: server.url(""),
+            cookies: Vec::new(),
+        }
+    }
+
+    fn keep(&mut self, r: &reqwest::Response) {
+        for v in r.headers().get_all("set-cookie") {
+            let text = v.to_str().unwrap();
+            let (pair, _) = text.split_once(';').unwrap_or((text, ""));
+            let (k, val) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != k);
+            if !val.is_empty() {
+                self.cookies.push((k.to_owned(), val.to_owned()));
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn get(&mut self, path: &str) -> (u16, String, reqwest::header::HeaderMap) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.keep(&r);
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, r.text().await.unwrap(), headers)
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String, reqwest::header::HeaderMap) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&r);
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, r.text().await.unwrap(), headers)
+    }
+
+    /// Signs in with `token`; returns the session's CSRF token.
+    async fn sign_in(&mut self, token: &str) -> String {
+        let (_, page, _) = self.get("/login").await;
+        let csrf = hidden(&page, "csrf");
+        let (status, _, headers) = self
+            .post("/login", &[("token", token), ("csrf", &csrf), ("next", "/")])
+            .await;
+        assert_eq!(status, 303, "sign-in should redirect");
+        assert_eq!(headers["location"], "/");
+        let (_, page, _) = self.get("/w/default/flags").await;
+        hidden(&page, "csrf")
+    }
+}
+
+/// The value of the first hidden input called `name`.
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker).unwrap_or_else(|| panic!("no {name} in {page}")) + marker.len();
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn pages_redirect_to_sign_in_without_a_session() {
+    let server = TestServer::start().await;
+    let mut b = Browser::new(&server);
+    let (status, _, headers) = b.get("/w/default/flags?q=x").await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/login?next=%2Fw%2Fdefault%2Fflags%3Fq%3Dx");
+    let (status, _, _) = b.get("/ui/live").await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn signing_in_sets_an_httponly_samesite_strict_cookie_and_shows_the_flags() {
+    let server = TestServer::start().await;
+    server.flag("new-checkout", "production").await;
+    let mut b = Browser::new(&server);
+    let (_, page, _) = b.get("/login").await;
+    let csrf = hidden(&page, "csrf");
+    let r = b
+        .http
+        .post(server.url("/login"))
+        .header("cookie", b.cookie_header())
+        .form(&[("token", ADMIN), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("sextant_session="))
+        .expect("a session cookie");
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Strict"),
+        "{session}"
+    );
+    b.keep(&r);
+    let (status, page, headers) = b.get("/w/default/flags").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("new-checkout"));
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    assert_eq!(server.state.sessions.len(), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_token_or_an_sdk_token_cannot_sign_in() {
+    let server = TestServer::start().await;
+    let sdk = server.server_token("production").await;
+    for (token, status, text) in [
+        ("sxa_nope", 401, "unknown or was revoked"),
+        (sdk.as_str(), 403, "SDK tokens cannot sign in"),
+    ] {
+        let mut b = Browser::new(&server);
+        let (_, page, _) = b.get("/login").await;
+        let csrf = hidden(&page, "csrf");
+        let (got, page, _) = b.post("/login", &[("token", token), ("csrf", &csrf)]).await;
+        assert_eq!(got, status);
+        assert!(page.contains(text), "{page}");
+    }
+    assert!(server.state.sessions.is_empty());
+}
+
+#[tokio::test]
+async fn sign_in_without_the_login_forms_csrf_cookie_is_refused() {
+    let server = TestServer::start().await;
+    let mut b = Browser::new(&server);
+    let (status, _, _) = b.post("/login", &[("token", ADMIN), ("csrf", "forged")]).await;
+    assert_eq!(status, 403);
+    assert!(server.state.sessions.is_empty());
+}
+
+#[tokio::test]
+async fn a_form_without_the_sessions_csrf_token_changes_nothing() {
+    let server = TestServer::start().await;
+    server.flag("f", "production").await;
+    let mut b = Browser::new(&server);
+    b.sign_in(ADMIN).await;
+    let (status, page, _) = b
+        .post(
+            "/w/default/flags/f/envs/production/toggle",
+            &[("csrf", "wrong"), ("enabled", "false")],
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert!(page.contains("Form expired"));
+    let flag = server.get("/api/v1/workspaces/default/flags/f").await;
+    assert_eq!(flag.body["flag"]["environments"]["production"]["enabled"], true);
+}
+
+#[tokio::test]
+async fn the_kill_switch_form_turns_the_flag_off_with_the_reason_in_the_audit_log() {
+    let server = TestServer::start().await;
+    server.flag("f", "production").await;
+    let mut b = Browser::new(&server);
+    let csrf = b.sign_in(ADMIN).await;
+    let (status, page, _) = b.get("/w/default/flags/f/envs/production/toggle?enabled=false").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Context for this decision"));
+    let (status, _, headers) = b
+        .post(
+            "/w/default/flags/f/envs/production/toggle",
+            &[("csrf", &csrf), ("enabled", "false"), ("reason", "errors spiking")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/w/default/flags/f?done=off");
+    let flag = server.get("/api/v1/workspaces/default/flags/f").await;
+    assert_eq!(flag.body["flag"]["environments"]["production"]["enabled"], false);
+    let audit = server.get("/api/v1/audit?kind=flag&key=f&action=turn_off").await;
+    assert_eq!(audit.body["entries"][0]["reason"], "errors spiking");
+}
+
+#[tokio::test]
+async fn a_viewer_is_not_offered_changes_and_the_api_refuses_a_forged_one() {
+    let server = TestServer::start().await;
+    server.flag("f", "production").await;
+    let viewer = server.token(json!({"kind": "admin", "role": "viewer"})).await;
+    let mut b = Browser::new(&server);
+    let csrf = b.sign_in(&viewer).await;
+    let (_, page, _) = b.get("/w/default/flags/f").await;
+    assert!(
+        !page.contains("Kill switch"),
+        "viewer must not be offered the kill switch"
+    );
+    assert!(!page.contains("Edit targeting"));
+    let (_, list, _) = b.get("/w/default/flags").await;
+    assert!(!list.contains("New flag"));
+    let (status, page, _) = b
+        .post(
+            "/w/default/flags/f/envs/production/toggle",
+            &[("csrf", &csrf), ("enabled", "false")],
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert!(page.contains("permission_denied"), "{page}");
+    let flag = server.get("/api/v1/workspaces/default/flags/f").await;
+    assert_eq!(flag.body["flag"]["environments"]["production"]["enabled"], true);
+}
+
+#[tokio::test]
+async fn an_engineer_may_kill_in_production_but_is_not_offered_turning_on_there() {
+    let server = TestServer::start().await;
+    server.flag("f", "production").await;
+    server.toggle("f", "production", false).await;
+    let engineer = server.token(json!({"kind": "admin", "role": "engineer"})).await;
+    let mut b = Browser::new(&server);
+    b.sign_in(&engineer).await;
+    let (_, page, _) = b.get("/w/default/flags/f").await;
+    assert!(
+        !page.contains("production/toggle?enabled=true"),
+        "engineers may not turn on in production"
+    );
+    assert!(
+        page.contains("staging/toggle?enabled=true"),
+        "but may outside production"
+    );
+}
+
+#[tokio::test]
+async fn creating_a_flag_through_the_form_uses_the_apis_validation() {
+    let server = TestServer::start().await;
+    let mut b = Browser::new(&server);
+    let csrf = b.sign_in(ADMIN).await;
+    let form = |key: &'static str, variations: &'static str| {
+        vec![
+            ("key", key),
+            ("kind", "boolean"),
+            ("variations", variations),
+            ("owner", "growth"),
+            ("tags", "checkout, web"),
+            ("temporary", "1"),
+            ("hypothesis", "One-page checkout lifts conversion"),
+            ("metric", "checkout_conversion"),
+            ("direction", "increase"),
+            ("minimum_effect", "2"),
+        ]
+    };
+    let mut bad = form("bad key!", "on=true\noff=false");
+    bad.push(("csrf", &csrf));
+    let (status, page, _) = b.post("/w/default/flags", &bad).await;
+    assert_eq!(status, 422);
+    assert!(page.contains("/flag/key"), "the wrong field is named");
+    let mut wrong_kind = form("k1", "on=maybe\noff=false");
+    wrong_kind.push(("csrf", &csrf));
+    let (status, _, _) = b.post("/w/default/flags", &wrong_kind).await;
+    assert_eq!(status, 422, "core validation rejects a non-boolean variation");
+    let mut good = form("one-page-checkout", "on=true\noff=false");
+    good.push(("csrf", &csrf));
+    let (status, _, headers) = b.post("/w/default/flags", &good).await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/w/default/flags/one-page-checkout?done=created");
+    let flag = server.get("/api/v1/workspaces/default/flags/one-page-checkout").await;
+    assert_eq!(flag.body["flag"]["hypothesis"]["minimum_effect"], 0.02);
+    assert_eq!(flag.body["flag"]["tags"], json!(["checkout", "web"]));
+}
+
+#[tokio::test]
+async fn a_targeting_form_with_bad_rules_names_the_field_and_a_good_one_is_stored() {
+    let server = TestServer::start().await;
+    server.flag("f", "production").await;
+    let mut b = Browser::new(&server);
+    let csrf = b.sign_in(ADMIN).await;
+    let (_, page, _) = b.get("/w/default/flags/f/envs/production/targeting").await;
+    let version = hidden(&page, "version");
+    let (status, page, _) = b
+        .post(
+            "/w/default/flags/f/envs/production/targeting",
+            &[
+                ("csrf", &csrf),
+                ("version", &version),
+                ("mode", "variation"),
+                ("variation", "on"),
+                ("rules", "[oops"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(page.contains("/targeting/rules"));
+    let (status, _, _) = b
+        .post(
+            "/w/default/flags/f/envs/production/targeting",
+            &[
+                ("csrf", &csrf),
+                ("version", &version),
+                ("mode", "split"),
+                ("weight.on", "25"),
+                ("weight.off", "75"),
+                ("off_variation", "off"),
+                ("rules", "[]"),
+                ("reason", "ramp to 25%"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let flag = server.get("/api/v1/workspaces/default/flags/f").await;
+    let t = &flag.body["flag"]["environments"]["production"];
+    assert_eq!(
+        t["default_serve"]["split"]["weights"][0],
+        json!({"variation": "on", "weight": 25_000})
+    );
+    assert_eq!(t["enabled"], true, "the form keeps the on/off state");
+    // The form carried the version it read: a second save of the same form is stale.
+    let (status, page, _) = b
+        .post(
+            "/w/default/flags/f/envs/production/targeting",
+            &[
+                ("csrf", &csrf),
+                ("version", &version),
+                ("mode", "none"),
+                ("rules", "[]"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 412);
+    assert!(page.contains("version_mismatch"));
+}
+
+#[tokio::test]
+async fn the_live_stream_announces_a_committed_change() {
+    let server = TestServer::start().await;
+    server.flag("f", "production").await;
+    let mut b = Browser::new(&server);
+    b.sign_in(ADMIN).await;
+    let r = b
+        .http
+        .get(server.url("/ui/live"))
+        .header("cookie", b.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut stream = r.bytes_stream();
+    use futures_util::StreamExt;
+    let mut text = String::new();
+    while !text.contains("event: hello") {
+        text.push_str(&String::from_utf8_lossy(&stream.next().await.unwrap().unwrap()));
+    }
+    server.toggle("f", "production", false).await;
+    while !text.contains("event: change") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+            .await
+            .expect("a change event")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains(r#""key":"f""#), "{text}");
+}
+
+#[tokio::test]
+async fn the_audit_page_shows_entries_and_a_verified_chain() {
+    let server = TestServer::start().await;
+    server.flag("f", "production").await;
+    let mut b = Browser::new(&server);
+    b.sign_in(ADMIN).await;
+    let (status, page, _) = b.get("/w/default/audit?kind=flag").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Hash chain verified"));
+    assert!(page.contains("<code>f</code>"));
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session() {
+    let server = TestServer::start().await;
+    let mut b = Browser::new(&server);
+    let csrf = b.sign_in(ADMIN).await;
+    let (status, _, _) = b.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(status, 303);
+    assert!(server.state.sessions.is_empty());
+    let (status, _, _) = b.get("/w/default/flags").await;
+    assert_eq!(status, 303);
+}
