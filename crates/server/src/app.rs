@@ -23,6 +23,8 @@ pub fn router(state: AppState) -> Router {
         .merge(api::tokens::router())
         .merge(api::audit::router())
         .merge(api::sdk::router())
+        .merge(api::events::router(&state))
+        .merge(api::metrics::router())
         .merge(api::ofrep::router(&state))
         .merge(api::ops::router())
         .merge(crate::dashboard::router())

@@ -56,6 +56,11 @@ pub enum Action<'a> {
     ManageEnvironments,
     /// Create or revoke tokens.
     ManageTokens,
+    /// Create, change or delete metrics (not the North Star) and initiatives.
+    EditMetrics,
+    /// Set or change the workspace's North Star (an irreversible change;
+    /// admin only until approvals exist).
+    ChangeNorthStar,
 }
 
 impl Action<'_> {
@@ -78,6 +83,8 @@ impl Action<'_> {
             Action::EditSegment => "change segments".into(),
             Action::ManageEnvironments => "manage workspaces and environments".into(),
             Action::ManageTokens => "manage tokens".into(),
+            Action::EditMetrics => "change metrics or initiatives".into(),
+            Action::ChangeNorthStar => "set or change the North Star".into(),
         }
     }
 }
@@ -100,7 +107,8 @@ pub fn allowed(role: Role, action: &Action<'_>) -> bool {
         },
         Action::TurnOff(_) => matches!(role, Engineer | Product | Admin),
         Action::EditSegment => matches!(role, Product | Admin),
-        Action::ManageEnvironments | Action::ManageTokens => role == Admin,
+        Action::ManageEnvironments | Action::ManageTokens | Action::ChangeNorthStar => role == Admin,
+        Action::EditMetrics => matches!(role, Engineer | Product | Admin),
     }
 }
 

@@ -50,6 +50,10 @@ pub enum Code {
     SegmentNotFound,
     /// No such token.
     TokenNotFound,
+    /// No such metric.
+    MetricNotFound,
+    /// No such initiative.
+    InitiativeNotFound,
     /// A workspace with that key exists.
     WorkspaceExists,
     /// An environment with that key exists.
@@ -60,6 +64,10 @@ pub enum Code {
     SegmentExists,
     /// A token with that name or value exists.
     TokenExists,
+    /// A metric with that key exists.
+    MetricExists,
+    /// An initiative with that key exists.
+    InitiativeExists,
     /// The write carried a stale version; `current_version` has the current one.
     VersionMismatch,
     /// Too many requests in flight.
@@ -99,11 +107,15 @@ impl Code {
             Code::FlagNotFound => ("flag_not_found", S::NOT_FOUND, "Flag not found"),
             Code::SegmentNotFound => ("segment_not_found", S::NOT_FOUND, "Segment not found"),
             Code::TokenNotFound => ("token_not_found", S::NOT_FOUND, "Token not found"),
+            Code::MetricNotFound => ("metric_not_found", S::NOT_FOUND, "Metric not found"),
+            Code::InitiativeNotFound => ("initiative_not_found", S::NOT_FOUND, "Initiative not found"),
             Code::WorkspaceExists => ("workspace_exists", S::CONFLICT, "Workspace already exists"),
             Code::EnvironmentExists => ("environment_exists", S::CONFLICT, "Environment already exists"),
             Code::FlagExists => ("flag_exists", S::CONFLICT, "Flag already exists"),
             Code::SegmentExists => ("segment_exists", S::CONFLICT, "Segment already exists"),
             Code::TokenExists => ("token_exists", S::CONFLICT, "Token already exists"),
+            Code::MetricExists => ("metric_exists", S::CONFLICT, "Metric already exists"),
+            Code::InitiativeExists => ("initiative_exists", S::CONFLICT, "Initiative already exists"),
             Code::VersionMismatch => ("version_mismatch", S::PRECONDITION_FAILED, "Version mismatch"),
             Code::Overloaded => ("overloaded", S::TOO_MANY_REQUESTS, "Too many requests"),
             Code::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, "Service unavailable"),
@@ -135,11 +147,15 @@ impl Code {
         Code::FlagNotFound,
         Code::SegmentNotFound,
         Code::TokenNotFound,
+        Code::MetricNotFound,
+        Code::InitiativeNotFound,
         Code::WorkspaceExists,
         Code::EnvironmentExists,
         Code::FlagExists,
         Code::SegmentExists,
         Code::TokenExists,
+        Code::MetricExists,
+        Code::InitiativeExists,
         Code::VersionMismatch,
         Code::Overloaded,
         Code::Unavailable,
@@ -238,6 +254,8 @@ impl From<StoreError> for ApiError {
                     Kind::Flag => Code::FlagNotFound,
                     Kind::Segment => Code::SegmentNotFound,
                     Kind::Token => Code::TokenNotFound,
+                    Kind::Metric => Code::MetricNotFound,
+                    Kind::Initiative => Code::InitiativeNotFound,
                 };
                 ApiError::new(code, format!("{kind} `{key}` does not exist"))
             }
@@ -248,6 +266,8 @@ impl From<StoreError> for ApiError {
                     Kind::Flag => Code::FlagExists,
                     Kind::Segment => Code::SegmentExists,
                     Kind::Token => Code::TokenExists,
+                    Kind::Metric => Code::MetricExists,
+                    Kind::Initiative => Code::InitiativeExists,
                 };
                 ApiError::new(code, format!("{kind} `{key}` already exists"))
             }

@@ -17,6 +17,7 @@ mod app;
 pub mod auth;
 pub mod dashboard;
 pub mod error;
+pub mod events;
 pub mod live;
 pub mod metrics;
 mod openapi;
@@ -36,11 +37,15 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let app = router(state.clone());
     let stopping = state.clone();
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: closing streams, finishing requests");
             stopping.begin_shutdown();
         })
-        .await
+        .await;
+    // Queued event batches are committed before the writer stops.
+    state.begin_shutdown();
+    state.events.finish().await;
+    served
 }

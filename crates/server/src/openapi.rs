@@ -3,12 +3,12 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{audit, flags, ofrep, ops, sdk, segments, tokens, workspaces};
+use crate::api::{audit, events, flags, metrics, ofrep, ops, sdk, segments, tokens, workspaces};
 
 /// The API description served at `/api/openapi.json`.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Sextant", description = "Sextant control plane: admin API, OFREP and SDK sync."),
+    info(title = "Sextant", description = "Sextant control plane: admin API, OFREP, SDK sync, events and metrics."),
     paths(
         workspaces::list_workspaces, workspaces::create_workspace, workspaces::get_workspace,
         workspaces::update_workspace, workspaces::delete_workspace,
@@ -22,6 +22,12 @@ use crate::api::{audit, flags, ofrep, ops, sdk, segments, tokens, workspaces};
         audit::list_audit, audit::verify_audit,
         ofrep::evaluate_flag, ofrep::evaluate_flags, ofrep::events,
         sdk::snapshot, sdk::stream,
+        events::batch,
+        metrics::tree, metrics::series, metrics::breakdown,
+        metrics::list_metrics, metrics::create_metric, metrics::get_metric, metrics::update_metric,
+        metrics::delete_metric, metrics::set_north_star,
+        metrics::list_initiatives, metrics::create_initiative, metrics::get_initiative,
+        metrics::update_initiative, metrics::delete_initiative,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     modifiers(&Bearer),

@@ -10,6 +10,7 @@ use tokio::sync::{Semaphore, broadcast, watch};
 
 use crate::dashboard::Sessions;
 use crate::error::ApiError;
+use crate::events::Ingest;
 use crate::live::Live;
 use crate::metrics::Metrics;
 
@@ -27,6 +28,15 @@ pub struct Config {
     pub stream_buffer: usize,
     /// Changes kept per environment for `Last-Event-ID` replay.
     pub replay: usize,
+    /// Event-batch requests handled at once before 429 (bounds body memory).
+    pub event_max_inflight: usize,
+    /// Events accepted but not yet committed before 429.
+    pub event_queue_capacity: usize,
+    /// Most events in one batch.
+    pub max_events_per_batch: usize,
+    /// How long raw events are kept (they live on in the rollups), and the
+    /// oldest event timestamp accepted.
+    pub event_retention: Duration,
 }
 
 impl Default for Config {
@@ -37,6 +47,10 @@ impl Default for Config {
             heartbeat: Duration::from_secs(15),
             stream_buffer: 64,
             replay: 256,
+            event_max_inflight: 64,
+            event_queue_capacity: 200_000,
+            max_events_per_batch: 10_000,
+            event_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -96,6 +110,8 @@ pub struct Inner {
     shutdown: watch::Sender<bool>,
     /// Bounds evaluations in flight; none left → 429.
     pub evaluations: Arc<Semaphore>,
+    /// The event pipeline (admission, group commit, rollup).
+    pub events: Ingest,
     /// Dashboard login sessions.
     pub sessions: Sessions,
     /// "Something changed" for the dashboard's live pages. Bounded: a page
@@ -128,13 +144,22 @@ impl Deref for AppState {
 impl AppState {
     /// Loads every environment's snapshot and the tokens.
     pub async fn new(store: Arc<Store>, config: Config) -> Result<AppState, StoreError> {
+        let shutdown = watch::channel(false).0;
+        let events = Ingest::start(
+            store.clone(),
+            config.event_max_inflight,
+            config.event_queue_capacity,
+            config.event_retention,
+            shutdown.subscribe(),
+        );
         let state = AppState(Arc::new(Inner {
             live: Live::new(config.stream_buffer, config.replay),
             tokens: TokenCache::default(),
             metrics: Metrics::default(),
             evaluations: Arc::new(Semaphore::new(config.max_inflight_evaluations)),
             writes: tokio::sync::Mutex::new(()),
-            shutdown: watch::channel(false).0,
+            shutdown,
+            events,
             sessions: Sessions::default(),
             changes: broadcast::channel(64).0,
             config,

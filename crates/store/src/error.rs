@@ -16,6 +16,10 @@ pub enum Kind {
     Segment,
     /// An admin or SDK token.
     Token,
+    /// A metric of the metric tree.
+    Metric,
+    /// A team's initiative.
+    Initiative,
 }
 
 impl Kind {
@@ -27,6 +31,8 @@ impl Kind {
             Kind::Flag => "flag",
             Kind::Segment => "segment",
             Kind::Token => "token",
+            Kind::Metric => "metric",
+            Kind::Initiative => "initiative",
         }
     }
 }

@@ -42,6 +42,12 @@ pub(crate) fn now() -> String {
 /// The default database location.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:sextant.db";
 
+mod events;
+mod metrics;
+
+pub use events::*;
+pub use metrics::{Aggregation, Direction, InitiativeDef, InitiativeRecord, MetricDef, MetricRecord};
+
 /// A database backend.
 enum Backend {
     Sqlite(sqlite::SqliteStore),

@@ -6,10 +6,24 @@ use sqlx::{PgPool, Row, SqlitePool};
 use crate::error::{Result, StoreError};
 
 /// SQLite migrations: (version, name, SQL). Append only; never edit a shipped one.
-const SQLITE: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/sqlite/0001_initial.sql"))];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
+    (
+        2,
+        "events_metrics",
+        include_str!("../migrations/sqlite/0002_events_metrics.sql"),
+    ),
+];
 
 /// PostgreSQL migrations: the same versions as [`SQLITE`], in PostgreSQL's dialect.
-const POSTGRES: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/postgres/0001_initial.sql"))];
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
+    (
+        2,
+        "events_metrics",
+        include_str!("../migrations/postgres/0002_events_metrics.sql"),
+    ),
+];
 
 /// The newest schema version this binary knows.
 pub const LATEST: i64 = SQLITE[SQLITE.len() - 1].0;

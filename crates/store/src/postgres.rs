@@ -1,5 +1,6 @@
 //! The PostgreSQL backend, for several replicas on one database. All SQL
-//! of the PostgreSQL dialect lives here.
+//! of the PostgreSQL dialect lives here (events and metrics in the
+//! `events` and `metrics` submodules).
 //!
 //! Replicas share nothing but the database, so the database serialises
 //! writes: every write transaction first takes one transaction-scoped
@@ -9,6 +10,9 @@
 //! audit entries are appended one at a time, keeping the hash chain linear.
 //! Each write also sends a `NOTIFY` (delivered on commit) that other
 //! replicas follow through [`ChangeFeed`](crate::ChangeFeed).
+
+mod events;
+mod metrics;
 
 use std::str::FromStr;
 

@@ -1,4 +1,8 @@
-//! The SQLite backend. All SQL of the SQLite dialect lives here.
+//! The SQLite backend. All SQL of the SQLite dialect lives here (events
+//! and metrics in the `events` and `metrics` submodules).
+
+mod events;
+mod metrics;
 
 use std::collections::HashSet;
 use std::str::FromStr;

@@ -1,7 +1,9 @@
 //! One router per area; `app.rs` merges them.
 
 pub mod audit;
+pub mod events;
 pub mod flags;
+pub mod metrics;
 pub mod ofrep;
 pub mod ops;
 pub mod sdk;

@@ -44,7 +44,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
 
 /// CORS preflights are answered by the [`cors`] layer; this only gives
 /// `OPTIONS` a route so the layer sees it.
-async fn preflight() -> StatusCode {
+pub(crate) async fn preflight() -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
@@ -405,7 +405,7 @@ pub async fn events(State(state): State<AppState>, request: Request) -> Response
 /// Preflights carry no token, so they are answered for any origin some
 /// client token allows; the real request only gets
 /// `Access-Control-Allow-Origin` if its own token allows the origin.
-async fn cors(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn cors(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let origin = request
         .headers()
         .get(header::ORIGIN)

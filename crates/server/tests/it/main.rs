@@ -23,3 +23,9 @@ mod ops;
 
 /// The web dashboard over HTTP: sign-in, CSRF, roles, forms, live stream.
 mod dashboard;
+
+/// Event ingestion: per-event validation, idempotency, 429, durability.
+mod events;
+
+/// The metric tree, North Star rules, live values, series and breakdown.
+mod metrics;

@@ -140,6 +140,14 @@ impl TestServer {
         }
     }
 
+    /// Graceful shutdown that keeps the database; returns its directory.
+    pub async fn stop_keeping_data(mut self) -> TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = std::mem::replace(&mut self.dir, dir);
+        self.stop().await;
+        dir
+    }
+
     /// Graceful shutdown; returns once `run` has returned.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -1,7 +1,6 @@
-//! Integration tests of the store: every test runs against SQLite and
-//! PostgreSQL (see `support::backend_tests!`).
+//! Integration tests of the store against a real SQLite file.
 
-/// Scratch databases and the backend parameterisation.
+/// Scratch databases.
 mod support;
 
 /// Schema migrations and refusing a newer database.
@@ -13,5 +12,8 @@ mod mutations;
 /// The hash-chained audit log and its verification.
 mod audit;
 
-/// Several stores on one database: change feed, versions, leadership.
-mod replicas;
+/// Event batches, the rollup, retention and metric sums in SQL.
+mod events;
+
+/// The metric tree, the North Star and initiatives.
+mod metrics;

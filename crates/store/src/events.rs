@@ -1,0 +1,315 @@
+//! Events: durable batch appends, the incremental rollup into per-unit
+//! hourly sums, retention, and per-unit sufficient statistics of metrics
+//! computed in SQL.
+//!
+//! Raw events are stored one row per accepted batch in a compact JSON
+//! encoding ([`EventBatchBuilder`] is the only writer of that encoding);
+//! the rollup expands new batches in SQL into `unit_hours` (per
+//! environment, event, hour and unit: count and Σvalue) and `exposures`
+//! (each unit's first variation of a flag). Metric values are then
+//! aggregated in SQL from the rollups: first per unit, then into n, Σx,
+//! Σx², (Σy, Σy², Σxy for ratios), so no analysis loads raw events.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::{Backend, Store};
+
+/// Milliseconds in an hour: the rollup's time bucket.
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// Encodes the events of one batch in the stored form. Events are pushed
+/// already validated (the server checks names, units and timestamps).
+#[derive(Debug, Default)]
+pub struct EventBatchBuilder {
+    json: String,
+    count: u32,
+}
+
+impl EventBatchBuilder {
+    /// An empty batch with room for about `events` events.
+    pub fn with_capacity(events: usize) -> Self {
+        let mut json = String::with_capacity(events * 96 + 2);
+        json.push('[');
+        EventBatchBuilder { json, count: 0 }
+    }
+
+    fn start(&mut self) {
+        if self.json.is_empty() {
+            self.json.push('[');
+        }
+        if self.count > 0 {
+            self.json.push(',');
+        }
+        self.count += 1;
+    }
+
+    fn string(&mut self, s: &str) {
+        // Writing a JSON string into a String cannot fail.
+        let _ = serde_json::to_writer(string_writer(&mut self.json), s);
+    }
+
+    /// Adds a track event. `properties` is the raw JSON text of an object.
+    pub fn track(&mut self, event: &str, unit: &str, value: Option<f64>, timestamp_ms: i64, properties: Option<&str>) {
+        self.start();
+        self.json.push_str("[0,");
+        self.string(event);
+        self.json.push(',');
+        self.string(unit);
+        self.json.push_str(",null,");
+        match value {
+            Some(v) if v.is_finite() => {
+                // Display of a finite f64 is the shortest round-trip decimal
+                // without an exponent: valid JSON.
+                let _ = write!(self.json, "{v}");
+            }
+            _ => self.json.push_str("null"),
+        }
+        let _ = write!(self.json, ",{timestamp_ms},");
+        self.json.push_str(properties.unwrap_or("null"));
+        self.json.push(']');
+    }
+
+    /// Adds an exposure: `unit` was served `variation` of `flag`.
+    pub fn exposure(&mut self, flag: &str, variation: &str, unit: &str, timestamp_ms: i64) {
+        self.start();
+        self.json.push_str("[1,");
+        self.string(flag);
+        self.json.push(',');
+        self.string(unit);
+        self.json.push(',');
+        self.string(variation);
+        let _ = write!(self.json, ",null,{timestamp_ms},null]");
+    }
+
+    /// Events pushed so far.
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    /// Whether no event was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The finished batch for `environment_id`.
+    pub fn finish(mut self, environment_id: i64, batch_id: Option<String>) -> EventBatch {
+        if self.json.is_empty() {
+            self.json.push('[');
+        }
+        self.json.push(']');
+        EventBatch {
+            environment_id,
+            batch_id,
+            count: self.count,
+            events: self.json,
+        }
+    }
+}
+
+/// `serde_json::to_writer` wants `io::Write`; this adapts a `String`
+/// (JSON output is always UTF-8).
+fn string_writer(s: &mut String) -> impl std::io::Write + '_ {
+    struct W<'a>(&'a mut String);
+    impl std::io::Write for W<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let text = std::str::from_utf8(buf).map_err(std::io::Error::other)?;
+            self.0.push_str(text);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    W(s)
+}
+
+/// A batch of validated events ready to append.
+#[derive(Debug, Clone)]
+pub struct EventBatch {
+    /// The environment the SDK token belongs to.
+    pub environment_id: i64,
+    /// The client's idempotency key.
+    pub batch_id: Option<String>,
+    /// Number of events.
+    pub count: u32,
+    /// The stored encoding (see [`EventBatchBuilder`]).
+    pub events: String,
+}
+
+/// What became of an appended batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored now.
+    Stored,
+    /// A batch with the same `batch_id` was stored before; not stored again.
+    Duplicate,
+}
+
+/// One run of the incremental rollup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RollupProgress {
+    /// Batches rolled up by this run.
+    pub batches: u64,
+    /// Events in them.
+    pub events: u64,
+    /// Whether every stored batch is now rolled up.
+    pub caught_up: bool,
+}
+
+/// Counts of stored raw events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EventTotals {
+    /// Stored raw batches.
+    pub batches: i64,
+    /// Stored raw events.
+    pub events: i64,
+    /// Raw batches not yet rolled up.
+    pub pending_batches: i64,
+}
+
+/// Per-unit sums of a metric over a time range, computed in SQL: one
+/// value `x` per unit (and `y`, the denominator, for ratio metrics), then
+/// n, Σx, Σx², Σy, Σy², Σxy over units. They map one to one onto
+/// `sextant_stats::{SufficientStats, ProportionStats, RatioStats}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct UnitSums {
+    /// Units in the population.
+    pub n: u64,
+    /// Σx over units (for conversion metrics: converted units).
+    pub sum: f64,
+    /// Σx².
+    pub sum_sq: f64,
+    /// Σy (ratio metrics' denominator; 0 otherwise).
+    pub sum_den: f64,
+    /// Σy².
+    pub sum_den_sq: f64,
+    /// Σxy.
+    pub sum_cross: f64,
+}
+
+/// A time range in whole hours since the epoch, `[from, to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourRange {
+    /// First hour (inclusive).
+    pub from: i64,
+    /// End hour (exclusive).
+    pub to: i64,
+}
+
+impl Store {
+    /// Appends batches in one transaction, committed with the WAL synced
+    /// to disk (`synchronous = FULL`) before returning: once this returns,
+    /// the events survive a crash or power loss. A batch whose `batch_id`
+    /// was stored before is reported [`Appended::Duplicate`] and skipped.
+    pub async fn append_event_batches(&self, batches: &[EventBatch]) -> Result<Vec<Appended>> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.append_event_batches(batches).await,
+            Backend::Postgres(db) => db.append_event_batches(batches).await,
+        }
+    }
+
+    /// Rolls up at most `max_batches` stored batches not yet rolled up
+    /// into the per-unit hourly sums and first exposures, in SQL, in one
+    /// transaction. Incremental: each batch is read once.
+    pub async fn rollup_events(&self, max_batches: i64) -> Result<RollupProgress> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.rollup_events(max_batches).await,
+            Backend::Postgres(db) => db.rollup_events(max_batches).await,
+        }
+    }
+
+    /// Deletes raw batches received before `before_ms` that are already
+    /// rolled up; their events live on in the rollups. Returns the number
+    /// of batches deleted.
+    pub async fn prune_events(&self, before_ms: i64) -> Result<u64> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.prune_events(before_ms).await,
+            Backend::Postgres(db) => db.prune_events(before_ms).await,
+        }
+    }
+
+    /// Counts of stored raw events, for one environment or all.
+    pub async fn event_totals(&self, environment_id: Option<i64>) -> Result<EventTotals> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.event_totals(environment_id).await,
+            Backend::Postgres(db) => db.event_totals(environment_id).await,
+        }
+    }
+
+    /// Per-unit sums of `metric` in `ws`/`env` over `range`. The
+    /// population is every unit active in the environment in the range.
+    pub async fn metric_sums(&self, ws: &str, env: &str, metric: &str, range: HourRange) -> Result<UnitSums> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.metric_sums(ws, env, metric, range).await,
+            Backend::Postgres(db) => db.metric_sums(ws, env, metric, range).await,
+        }
+    }
+
+    /// [`Store::metric_sums`] per bucket of `bucket_hours` (1 = hourly,
+    /// 24 = daily, aligned to UTC midnight), for buckets with activity.
+    /// Returns (bucket start hour, sums).
+    pub async fn metric_series(
+        &self,
+        ws: &str,
+        env: &str,
+        metric: &str,
+        range: HourRange,
+        bucket_hours: i64,
+    ) -> Result<Vec<(i64, UnitSums)>> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.metric_series(ws, env, metric, range, bucket_hours).await,
+            Backend::Postgres(db) => db.metric_series(ws, env, metric, range, bucket_hours).await,
+        }
+    }
+
+    /// Per-unit sums of `metric` per variation of `flag`: the population is
+    /// the units first exposed to the flag before the range ends, each in
+    /// the variation of its first exposure, counting only its events from
+    /// the hour of that exposure on. Returns (variation, sums).
+    pub async fn metric_breakdown(
+        &self,
+        ws: &str,
+        env: &str,
+        metric: &str,
+        flag: &str,
+        range: HourRange,
+    ) -> Result<Vec<(String, UnitSums)>> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.metric_breakdown(ws, env, metric, flag, range).await,
+            Backend::Postgres(db) => db.metric_breakdown(ws, env, metric, flag, range).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_writes_one_json_array_per_event() {
+        let mut b = EventBatchBuilder::with_capacity(2);
+        b.track("buy \"now\"", "u1", Some(2.5), 1000, Some(r#"{"plan":"pro"}"#));
+        b.exposure("f", "on", "u2", 2000);
+        b.track("visit", "u3", None, 3000, None);
+        let batch = b.finish(7, Some("b".into()));
+        assert_eq!(batch.count, 3);
+        let v: serde_json::Value = serde_json::from_str(&batch.events).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!([
+                [0, "buy \"now\"", "u1", null, 2.5, 1000, {"plan": "pro"}],
+                [1, "f", "u2", "on", null, 2000, null],
+                [0, "visit", "u3", null, null, 3000, null]
+            ])
+        );
+    }
+
+    #[test]
+    fn an_empty_builder_finishes_as_an_empty_array() {
+        let batch = EventBatchBuilder::default().finish(1, None);
+        assert_eq!((batch.events.as_str(), batch.count), ("[]", 0));
+    }
+}

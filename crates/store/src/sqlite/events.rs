@@ -1,0 +1,366 @@
+//! SQLite: event batches, the incremental rollup, retention and metric
+//! sums. The rollup and every metric value are computed here, in SQL.
+
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{Connection, Row};
+
+use super::{SqliteStore, not_found};
+use crate::error::{Kind, Result};
+use crate::events::{Appended, EventBatch, EventTotals, HOUR_MS, HourRange, RollupProgress, UnitSums};
+use crate::metrics::{Aggregation, MetricRecord};
+
+/// What a metric's SQL needs: its event(s) and how each becomes a per-unit value.
+struct Plan {
+    environment_id: i64,
+    /// (event, aggregation) of the value, or of a ratio's numerator.
+    x: (String, Aggregation),
+    /// A ratio's denominator.
+    y: Option<(String, Aggregation)>,
+}
+
+/// The per-unit value of a metric from that unit's count `c` and Σvalue `s`.
+fn per_unit(aggregation: Aggregation, c: &str, s: &str) -> String {
+    match aggregation {
+        Aggregation::Count => c.to_owned(),
+        Aggregation::Conversion => format!("({c} > 0)"),
+        Aggregation::Sum | Aggregation::Mean | Aggregation::Ratio => s.to_owned(),
+    }
+}
+
+impl Plan {
+    fn x_expr(&self) -> String {
+        per_unit(self.x.1, "c1", "s1")
+    }
+
+    fn y_expr(&self) -> String {
+        self.y
+            .as_ref()
+            .map_or_else(|| "0".to_owned(), |(_, a)| per_unit(*a, "c2", "s2"))
+    }
+
+    fn y_event(&self) -> &str {
+        self.y.as_ref().map_or(&self.x.0, |(e, _)| e)
+    }
+}
+
+fn sums_from(row: &sqlx::sqlite::SqliteRow) -> Result<UnitSums> {
+    Ok(UnitSums {
+        n: row.try_get::<i64, _>("n")?.max(0) as u64,
+        sum: row.try_get("sx")?,
+        sum_sq: row.try_get("sxx")?,
+        sum_den: row.try_get("sy")?,
+        sum_den_sq: row.try_get("syy")?,
+        sum_cross: row.try_get("sxy")?,
+    })
+}
+
+impl SqliteStore {
+    pub(crate) async fn append_event_batches(&self, batches: &[EventBatch]) -> Result<Vec<Appended>> {
+        let received = chrono::Utc::now().timestamp_millis();
+        let _guard = self.write.lock().await;
+        let mut conn = self.pool.acquire().await?;
+        // The pool runs `synchronous = NORMAL` (WAL synced at checkpoints);
+        // an acknowledged event must survive power loss, so this commit
+        // syncs the WAL. Group commit amortises the fsync.
+        sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
+        let result = async {
+            let mut tx = conn.begin().await?;
+            let mut out = Vec::with_capacity(batches.len());
+            for b in batches {
+                let done = sqlx::query(
+                    "INSERT INTO event_batches (environment_id, batch_id, received_ms, count, events)
+                     VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(b.environment_id)
+                .bind(&b.batch_id)
+                .bind(received)
+                .bind(i64::from(b.count))
+                .bind(&b.events)
+                .execute(&mut *tx)
+                .await?;
+                out.push(if done.rows_affected() == 1 {
+                    Appended::Stored
+                } else {
+                    Appended::Duplicate
+                });
+            }
+            tx.commit().await?;
+            Ok(out)
+        }
+        .await;
+        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+        result
+    }
+
+    pub(crate) async fn rollup_events(&self, max_batches: i64) -> Result<RollupProgress> {
+        let _guard = self.write.lock().await;
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA temp_store = MEMORY").execute(&mut *conn).await?;
+        let mut tx = conn.begin().await?;
+        let last: i64 = sqlx::query("SELECT last_batch FROM event_rollup_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let row = sqlx::query(
+            "SELECT MAX(id) AS upto, COUNT(*) AS batches, TOTAL(count) AS events
+             FROM (SELECT id, count FROM event_batches WHERE id > ? ORDER BY id LIMIT ?)",
+        )
+        .bind(last)
+        .bind(max_batches.max(1))
+        .fetch_one(&mut *tx)
+        .await?;
+        let Some(upto) = row.try_get::<Option<i64>, _>("upto")? else {
+            return Ok(RollupProgress {
+                caught_up: true,
+                ..RollupProgress::default()
+            });
+        };
+        let batches: i64 = row.try_get("batches")?;
+        let events: f64 = row.try_get("events")?;
+        Self::rollup_range(&mut tx, last, upto).await?;
+        sqlx::query("UPDATE event_rollup_state SET last_batch = ? WHERE id = 1")
+            .bind(upto)
+            .execute(&mut *tx)
+            .await?;
+        let more = sqlx::query("SELECT 1 FROM event_batches WHERE id > ? LIMIT 1")
+            .bind(upto)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        tx.commit().await?;
+        Ok(RollupProgress {
+            batches: batches as u64,
+            events: events as u64,
+            caught_up: !more,
+        })
+    }
+
+    /// Expands batches `(after, upto]` once into a temporary table, then
+    /// adds them to the rollups with upserts (counts and sums add up, the
+    /// earliest exposure wins).
+    async fn rollup_range(conn: &mut SqliteConnection, after: i64, upto: i64) -> Result<()> {
+        sqlx::query(
+            "CREATE TEMP TABLE IF NOT EXISTS rollup_staged (
+                 environment_id INTEGER, kind INTEGER, name TEXT, unit TEXT, variation TEXT, value REAL, ts INTEGER)",
+        )
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query("DELETE FROM temp.rollup_staged")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "INSERT INTO temp.rollup_staged (environment_id, kind, name, unit, variation, value, ts)
+             SELECT b.environment_id, e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3,
+                    e.value ->> 4, e.value ->> 5
+             FROM event_batches b, json_each(b.events) e
+             WHERE b.id > ? AND b.id <= ?",
+        )
+        .bind(after)
+        .bind(upto)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO unit_hours (environment_id, event, hour, unit, events, value_sum)
+             SELECT environment_id, name, ts / ?1, unit, COUNT(*), TOTAL(value)
+             FROM temp.rollup_staged WHERE kind = 0
+             GROUP BY environment_id, name, ts / ?1, unit
+             UNION ALL
+             SELECT environment_id, '', ts / ?1, unit, COUNT(*), 0
+             FROM temp.rollup_staged
+             GROUP BY environment_id, ts / ?1, unit
+             ON CONFLICT (environment_id, event, hour, unit) DO UPDATE
+             SET events = events + excluded.events, value_sum = value_sum + excluded.value_sum",
+        )
+        .bind(HOUR_MS)
+        .execute(&mut *conn)
+        .await?;
+        // A bare column beside MIN() takes its value from the row holding
+        // the minimum (SQLite): the variation of the earliest exposure.
+        sqlx::query(
+            "INSERT INTO exposures (environment_id, flag, unit, variation, first_ms)
+             SELECT environment_id, name, unit, variation, MIN(ts)
+             FROM temp.rollup_staged WHERE kind = 1
+             GROUP BY environment_id, name, unit
+             ON CONFLICT (environment_id, flag, unit) DO UPDATE
+             SET variation = CASE WHEN excluded.first_ms < first_ms THEN excluded.variation ELSE variation END,
+                 first_ms = MIN(first_ms, excluded.first_ms)",
+        )
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query("DELETE FROM temp.rollup_staged")
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn prune_events(&self, before_ms: i64) -> Result<u64> {
+        let _guard = self.write.lock().await;
+        let done = sqlx::query(
+            "DELETE FROM event_batches WHERE received_ms < ?
+               AND id <= (SELECT last_batch FROM event_rollup_state WHERE id = 1)",
+        )
+        .bind(before_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn event_totals(&self, environment_id: Option<i64>) -> Result<EventTotals> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS batches, TOTAL(count) AS events,
+                    COUNT(*) FILTER (WHERE id > (SELECT last_batch FROM event_rollup_state WHERE id = 1)) AS pending
+             FROM event_batches WHERE ?1 IS NULL OR environment_id = ?1",
+        )
+        .bind(environment_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(EventTotals {
+            batches: row.try_get("batches")?,
+            events: row.try_get::<f64, _>("events")? as i64,
+            pending_batches: row.try_get("pending")?,
+        })
+    }
+
+    /// The environment id and the events of a metric (and a ratio's parts).
+    async fn plan(conn: &mut SqliteConnection, ws: &str, env: &str, key: &str) -> Result<Plan> {
+        let ws_row = Self::ws_row(conn, ws).await?;
+        let environment_id: i64 = sqlx::query("SELECT id FROM environments WHERE workspace_id = ? AND key = ?")
+            .bind(ws_row.id)
+            .bind(env)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| not_found(Kind::Environment, env))?
+            .try_get(0)?;
+        let metrics = Self::metric_rows(conn, ws_row.id).await?;
+        let find = |k: &str| -> Result<&MetricRecord> {
+            metrics
+                .iter()
+                .find(|m| m.metric.key == k)
+                .ok_or_else(|| not_found(Kind::Metric, k))
+        };
+        let part = |m: &MetricRecord| -> Result<(String, Aggregation)> {
+            let event = m
+                .metric
+                .event
+                .clone()
+                .ok_or_else(|| crate::StoreError::Corrupt(format!("metric `{}` has no event", m.metric.key)))?;
+            Ok((event, m.metric.aggregation))
+        };
+        let m = find(key)?;
+        if m.metric.aggregation == Aggregation::Ratio {
+            let num = find(m.metric.numerator.as_deref().unwrap_or_default())?;
+            let den = find(m.metric.denominator.as_deref().unwrap_or_default())?;
+            Ok(Plan {
+                environment_id,
+                x: part(num)?,
+                y: Some(part(den)?),
+            })
+        } else {
+            Ok(Plan {
+                environment_id,
+                x: part(m)?,
+                y: None,
+            })
+        }
+    }
+
+    pub(crate) async fn metric_sums(&self, ws: &str, env: &str, metric: &str, range: HourRange) -> Result<UnitSums> {
+        let mut series = self.metric_series(ws, env, metric, range, 0).await?;
+        Ok(series.pop().map(|(_, s)| s).unwrap_or_default())
+    }
+
+    /// `bucket_hours == 0`: one bucket for the whole range.
+    pub(crate) async fn metric_series(
+        &self,
+        ws: &str,
+        env: &str,
+        metric: &str,
+        range: HourRange,
+        bucket_hours: i64,
+    ) -> Result<Vec<(i64, UnitSums)>> {
+        let mut conn = self.pool.acquire().await?;
+        let plan = Self::plan(&mut conn, ws, env, metric).await?;
+        let bucket = if bucket_hours > 0 { "hour / ?6" } else { "0" };
+        let sql = format!(
+            "SELECT b, COUNT(*) AS n, TOTAL(x) AS sx, TOTAL(x * x) AS sxx, TOTAL(y) AS sy, TOTAL(y * y) AS syy,
+                    TOTAL(x * y) AS sxy
+             FROM (SELECT b, {x} AS x, {y} AS y FROM (
+                 SELECT {bucket} AS b, unit,
+                        TOTAL(CASE WHEN event = ?4 THEN events END) AS c1,
+                        TOTAL(CASE WHEN event = ?4 THEN value_sum END) AS s1,
+                        TOTAL(CASE WHEN event = ?5 THEN events END) AS c2,
+                        TOTAL(CASE WHEN event = ?5 THEN value_sum END) AS s2
+                 FROM unit_hours
+                 WHERE environment_id = ?1 AND event IN ('', ?4, ?5) AND hour >= ?2 AND hour < ?3
+                 GROUP BY b, unit))
+             GROUP BY b ORDER BY b",
+            x = plan.x_expr(),
+            y = plan.y_expr(),
+        );
+        let rows = sqlx::query(&sql)
+            .bind(plan.environment_id)
+            .bind(range.from)
+            .bind(range.to)
+            .bind(&plan.x.0)
+            .bind(plan.y_event())
+            .bind(bucket_hours.max(1))
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get::<i64, _>("b")? * bucket_hours, sums_from(row)?)))
+            .collect()
+    }
+
+    pub(crate) async fn metric_breakdown(
+        &self,
+        ws: &str,
+        env: &str,
+        metric: &str,
+        flag: &str,
+        range: HourRange,
+    ) -> Result<Vec<(String, UnitSums)>> {
+        let mut conn = self.pool.acquire().await?;
+        let plan = Self::plan(&mut conn, ws, env, metric).await?;
+        // CROSS JOIN makes SQLite scan the metric's rollup rows in the range
+        // and look each unit's exposure up by primary key.
+        let sql = format!(
+            "WITH per_unit AS (
+                 SELECT m.unit AS unit,
+                        TOTAL(CASE WHEN m.event = ?4 THEN m.events END) AS c1,
+                        TOTAL(CASE WHEN m.event = ?4 THEN m.value_sum END) AS s1,
+                        TOTAL(CASE WHEN m.event = ?5 THEN m.events END) AS c2,
+                        TOTAL(CASE WHEN m.event = ?5 THEN m.value_sum END) AS s2
+                 FROM unit_hours m CROSS JOIN exposures e
+                      ON e.environment_id = m.environment_id AND e.flag = ?6 AND e.unit = m.unit
+                 WHERE m.environment_id = ?1 AND m.event IN (?4, ?5) AND m.hour >= ?2 AND m.hour < ?3
+                   AND m.hour >= e.first_ms / {HOUR_MS}
+                 GROUP BY m.unit)
+             SELECT variation AS b, COUNT(*) AS n, TOTAL(x) AS sx, TOTAL(x * x) AS sxx, TOTAL(y) AS sy,
+                    TOTAL(y * y) AS syy, TOTAL(x * y) AS sxy
+             FROM (SELECT e.variation, {x} AS x, {y} AS y
+                   FROM exposures e LEFT JOIN (SELECT unit, c1, s1, c2, s2 FROM per_unit) p ON p.unit = e.unit
+                   WHERE e.environment_id = ?1 AND e.flag = ?6 AND e.first_ms < ?3 * {HOUR_MS})
+             GROUP BY variation ORDER BY variation",
+            x = plan
+                .x_expr()
+                .replace("c1", "COALESCE(p.c1, 0)")
+                .replace("s1", "COALESCE(p.s1, 0)"),
+            y = plan
+                .y_expr()
+                .replace("c2", "COALESCE(p.c2, 0)")
+                .replace("s2", "COALESCE(p.s2, 0)"),
+        );
+        let rows = sqlx::query(&sql)
+            .bind(plan.environment_id)
+            .bind(range.from)
+            .bind(range.to)
+            .bind(&plan.x.0)
+            .bind(plan.y_event())
+            .bind(flag)
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get::<String, _>("b")?, sums_from(row)?)))
+            .collect()
+    }
+}

@@ -1,0 +1,196 @@
+use sextant_store::{Aggregation, Appended, Direction, EventBatchBuilder, HOUR_MS, HourRange, MetricDef, UnitSums};
+
+use crate::support::{Backend, TestStore, meta};
+
+/// Hour 480_000 is 2024-10-04; any fixed hour will do.
+const H: i64 = 480_000;
+
+fn metric(key: &str, aggregation: Aggregation, event: &str, parent: Option<&str>) -> MetricDef {
+    MetricDef {
+        key: key.into(),
+        name: key.into(),
+        aggregation,
+        event: Some(event.into()),
+        numerator: None,
+        denominator: None,
+        good_direction: Direction::Increase,
+        unit: None,
+        description: None,
+        owner: None,
+        parent: parent.map(Into::into),
+        north_star: parent.is_none(),
+    }
+}
+
+async fn production_id(t: &TestStore) -> i64 {
+    t.store.get_environment("default", "production").await.unwrap().id
+}
+
+async fn rollup_all(t: &TestStore) {
+    loop {
+        if t.store.rollup_events(2).await.unwrap().caught_up {
+            break;
+        }
+    }
+}
+
+async fn a_retried_batch_id_is_stored_once(b: Backend) {
+    let Some(t) = TestStore::on(b).await else { return };
+    let env = production_id(&t).await;
+    let mut b = EventBatchBuilder::default();
+    b.track("buy", "u1", Some(3.0), H * HOUR_MS, None);
+    let batch = b.finish(env, Some("batch-1".into()));
+    let first = t
+        .store
+        .append_event_batches(&[batch.clone(), batch.clone()])
+        .await
+        .unwrap();
+    assert_eq!(first, vec![Appended::Stored, Appended::Duplicate]);
+    let again = t.store.append_event_batches(&[batch]).await.unwrap();
+    assert_eq!(again, vec![Appended::Duplicate]);
+    let totals = t.store.event_totals(Some(env)).await.unwrap();
+    assert_eq!((totals.batches, totals.events), (1, 1));
+}
+
+async fn metric_sums_are_per_unit_sufficient_statistics(b: Backend) {
+    let Some(t) = TestStore::on(b).await else { return };
+    let env = production_id(&t).await;
+    let s = &t.store;
+    s.create_metric("default", metric("revenue", Aggregation::Sum, "buy", None), &meta())
+        .await
+        .unwrap();
+    for (key, agg) in [
+        ("buys", Aggregation::Count),
+        ("avg", Aggregation::Mean),
+        ("buyers", Aggregation::Conversion),
+        ("visits", Aggregation::Count),
+    ] {
+        let event = if key == "visits" { "visit" } else { "buy" };
+        s.create_metric("default", metric(key, agg, event, Some("revenue")), &meta())
+            .await
+            .unwrap();
+    }
+    let mut ratio = metric("per_visit", Aggregation::Ratio, "x", Some("revenue"));
+    ratio.event = None;
+    ratio.numerator = Some("revenue".into());
+    ratio.denominator = Some("visits".into());
+    s.create_metric("default", ratio, &meta()).await.unwrap();
+
+    // u1 buys 2 + 3 (two hours), u2 buys 5, u3 only visits; u1 visits twice, u2 once.
+    let at = |h: i64| h * HOUR_MS + 1;
+    let mut b = EventBatchBuilder::default();
+    b.track("buy", "u1", Some(2.0), at(H), None);
+    b.track("visit", "u1", None, at(H), None);
+    b.track("visit", "u1", None, at(H + 1), None);
+    b.track("buy", "u2", Some(5.0), at(H), None);
+    b.track("visit", "u2", None, at(H), None);
+    b.track("visit", "u3", None, at(H + 1), None);
+    s.append_event_batches(&[b.finish(env, None)]).await.unwrap();
+    let mut b = EventBatchBuilder::default();
+    b.track("buy", "u1", Some(3.0), at(H + 1), None);
+    s.append_event_batches(&[b.finish(env, None)]).await.unwrap();
+    rollup_all(&t).await;
+
+    let range = HourRange { from: H, to: H + 2 };
+    let sums = |m: &'static str| async move { s.metric_sums("default", "production", m, range).await.unwrap() };
+    // x per unit: u1 = 5, u2 = 5, u3 = 0.
+    let revenue = sums("revenue").await;
+    assert_eq!((revenue.n, revenue.sum, revenue.sum_sq), (3, 10.0, 50.0));
+    // counts: u1 = 2, u2 = 1, u3 = 0.
+    let buys = sums("buys").await;
+    assert_eq!((buys.n, buys.sum, buys.sum_sq), (3, 3.0, 5.0));
+    let buyers = sums("buyers").await;
+    assert_eq!((buyers.n, buyers.sum), (3, 2.0));
+    // ratio: x = revenue (5, 5, 0), y = visits (2, 1, 1).
+    let r = sums("per_visit").await;
+    assert_eq!(
+        r,
+        UnitSums {
+            n: 3,
+            sum: 10.0,
+            sum_sq: 50.0,
+            sum_den: 4.0,
+            sum_den_sq: 6.0,
+            sum_cross: 15.0
+        }
+    );
+
+    // Hourly series: hour H has u1 (2) and u2 (5); hour H+1 has u1 (3) and u3 (0).
+    let series = s
+        .metric_series("default", "production", "revenue", range, 1)
+        .await
+        .unwrap();
+    let points: Vec<(i64, u64, f64)> = series.iter().map(|(h, s)| (*h, s.n, s.sum)).collect();
+    assert_eq!(points, vec![(H, 2, 7.0), (H + 1, 2, 3.0)]);
+}
+
+async fn breakdown_counts_each_unit_in_its_first_variation_from_its_exposure_on(b: Backend) {
+    let Some(t) = TestStore::on(b).await else { return };
+    let env = production_id(&t).await;
+    let s = &t.store;
+    s.create_metric("default", metric("buys", Aggregation::Count, "buy", None), &meta())
+        .await
+        .unwrap();
+    let at = |h: i64| h * HOUR_MS + 10;
+    let mut b = EventBatchBuilder::default();
+    // u1 buys an hour before its exposure (not counted), then once after.
+    b.track("buy", "u1", None, at(H), None);
+    b.exposure("checkout", "on", "u1", at(H + 1));
+    b.track("buy", "u1", None, at(H + 1) + 5, None);
+    // u2 sees off, later on again: stays in `off`; buys twice.
+    b.exposure("checkout", "off", "u2", at(H));
+    b.exposure("checkout", "on", "u2", at(H + 1));
+    b.track("buy", "u2", None, at(H), None);
+    b.track("buy", "u2", None, at(H + 1), None);
+    // u3 sees off and never buys.
+    b.exposure("checkout", "off", "u3", at(H));
+    s.append_event_batches(&[b.finish(env, None)]).await.unwrap();
+    rollup_all(&t).await;
+    let rows = s
+        .metric_breakdown(
+            "default",
+            "production",
+            "buys",
+            "checkout",
+            HourRange { from: H, to: H + 3 },
+        )
+        .await
+        .unwrap();
+    let rows: Vec<(String, u64, f64, f64)> = rows.into_iter().map(|(v, s)| (v, s.n, s.sum, s.sum_sq)).collect();
+    assert_eq!(rows, vec![("off".into(), 2, 2.0, 4.0), ("on".into(), 1, 1.0, 1.0)]);
+}
+
+async fn rollup_is_incremental_and_retention_keeps_rolled_up_values(b: Backend) {
+    let Some(t) = TestStore::on(b).await else { return };
+    let env = production_id(&t).await;
+    let s = &t.store;
+    s.create_metric("default", metric("buys", Aggregation::Count, "buy", None), &meta())
+        .await
+        .unwrap();
+    let range = HourRange { from: H, to: H + 1 };
+    for i in 0..3 {
+        let mut b = EventBatchBuilder::default();
+        b.track("buy", &format!("u{i}"), None, H * HOUR_MS, None);
+        s.append_event_batches(&[b.finish(env, None)]).await.unwrap();
+        rollup_all(&t).await;
+        let sums = s.metric_sums("default", "production", "buys", range).await.unwrap();
+        assert_eq!(sums.sum, f64::from(i + 1), "each batch is added once");
+    }
+    // One batch not rolled up yet: retention must keep it.
+    let mut b = EventBatchBuilder::default();
+    b.track("buy", "late", None, H * HOUR_MS, None);
+    s.append_event_batches(&[b.finish(env, None)]).await.unwrap();
+    let pruned = s.prune_events(i64::MAX).await.unwrap();
+    assert_eq!(pruned, 3);
+    assert_eq!(s.event_totals(None).await.unwrap().pending_batches, 1);
+    rollup_all(&t).await;
+    let sums = s.metric_sums("default", "production", "buys", range).await.unwrap();
+    assert_eq!((sums.n, sums.sum), (4, 4.0));
+}
+
+crate::backend_tests!(
+    a_retried_batch_id_is_stored_once,
+    metric_sums_are_per_unit_sufficient_statistics,
+    breakdown_counts_each_unit_in_its_first_variation_from_its_exposure_on,
+    rollup_is_incremental_and_retention_keeps_rolled_up_values,
+);
