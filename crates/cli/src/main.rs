@@ -16,6 +16,7 @@ mod client;
 mod demo;
 mod eval;
 mod flag;
+mod metric;
 mod output;
 mod serve;
 
@@ -108,6 +109,10 @@ enum Command {
     Import(apply::ImportArgs),
     /// Export a workspace as Sextant YAML/JSON or flagd JSON.
     Export(apply::ExportArgs),
+    /// The metric tree: add, list, tree (values and trends).
+    Metric(metric::MetricArgs),
+    /// Send a track event with an SDK token (for scripts and demos).
+    Track(metric::TrackArgs),
     /// Load the demo workspace into a running server.
     Demo(demo::DemoArgs),
     /// Evaluate a flag from a Sextant, Unleash or flagd file and print the
@@ -153,6 +158,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Flag(args) => flag::run(args),
         Command::Rollout(args) => flag::rollout(args),
         Command::Segment(args) => admin::segment(args),
+        Command::Metric(args) => metric::metric(args),
+        Command::Track(args) => metric::track(args),
         Command::Token(args) => admin::token(args),
         Command::Env(args) => admin::env(args),
         Command::Apply(args) => apply::apply(args),

@@ -10,3 +10,6 @@ mod admin;
 mod gitops;
 /// `serve`: settings precedence, `--demo`; `demo`; completions and man page.
 mod serve;
+
+/// `sextant metric` and `sextant track` against a real server.
+mod metrics;
