@@ -22,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::segments::router())
         .merge(api::tokens::router())
         .merge(api::audit::router())
+        .merge(api::rollouts::router())
         .merge(api::sdk::router())
         .merge(api::events::router(&state))
         .merge(api::metrics::router())

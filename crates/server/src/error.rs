@@ -70,6 +70,17 @@ pub enum Code {
     InitiativeExists,
     /// The write carried a stale version; `current_version` has the current one.
     VersionMismatch,
+    /// No rollout plan for that flag and environment.
+    RolloutPlanNotFound,
+    /// No such scheduled change.
+    ScheduledChangeNotFound,
+    /// No such experiment.
+    ExperimentNotFound,
+    /// An experiment with that key exists.
+    ExperimentExists,
+    /// The resource's state does not allow the operation now (starting a
+    /// running rollout, cancelling an applied change, …).
+    StateConflict,
     /// Too many requests in flight.
     Overloaded,
     /// The server is starting or stopping.
@@ -117,6 +128,11 @@ impl Code {
             Code::MetricExists => ("metric_exists", S::CONFLICT, "Metric already exists"),
             Code::InitiativeExists => ("initiative_exists", S::CONFLICT, "Initiative already exists"),
             Code::VersionMismatch => ("version_mismatch", S::PRECONDITION_FAILED, "Version mismatch"),
+            Code::RolloutPlanNotFound => ("rollout_plan_not_found", S::NOT_FOUND, "Rollout plan not found"),
+            Code::ScheduledChangeNotFound => ("scheduled_change_not_found", S::NOT_FOUND, "Scheduled change not found"),
+            Code::ExperimentNotFound => ("experiment_not_found", S::NOT_FOUND, "Experiment not found"),
+            Code::ExperimentExists => ("experiment_exists", S::CONFLICT, "Experiment already exists"),
+            Code::StateConflict => ("state_conflict", S::CONFLICT, "Not allowed in the current state"),
             Code::Overloaded => ("overloaded", S::TOO_MANY_REQUESTS, "Too many requests"),
             Code::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, "Service unavailable"),
             Code::DatabaseTooNew => (
@@ -157,6 +173,11 @@ impl Code {
         Code::MetricExists,
         Code::InitiativeExists,
         Code::VersionMismatch,
+        Code::RolloutPlanNotFound,
+        Code::ScheduledChangeNotFound,
+        Code::ExperimentNotFound,
+        Code::ExperimentExists,
+        Code::StateConflict,
         Code::Overloaded,
         Code::Unavailable,
         Code::DatabaseTooNew,
@@ -256,6 +277,9 @@ impl From<StoreError> for ApiError {
                     Kind::Token => Code::TokenNotFound,
                     Kind::Metric => Code::MetricNotFound,
                     Kind::Initiative => Code::InitiativeNotFound,
+                    Kind::RolloutPlan => Code::RolloutPlanNotFound,
+                    Kind::ScheduledChange => Code::ScheduledChangeNotFound,
+                    Kind::Experiment => Code::ExperimentNotFound,
                 };
                 ApiError::new(code, format!("{kind} `{key}` does not exist"))
             }
@@ -268,6 +292,9 @@ impl From<StoreError> for ApiError {
                     Kind::Token => Code::TokenExists,
                     Kind::Metric => Code::MetricExists,
                     Kind::Initiative => Code::InitiativeExists,
+                    Kind::Experiment => Code::ExperimentExists,
+                    // Plans are replaced and scheduled changes get fresh ids: never a conflict.
+                    Kind::RolloutPlan | Kind::ScheduledChange => Code::StateConflict,
                 };
                 ApiError::new(code, format!("{kind} `{key}` already exists"))
             }
@@ -279,6 +306,7 @@ impl From<StoreError> for ApiError {
                 )
             },
             StoreError::Invalid(errors) => ApiError::invalid(errors),
+            StoreError::State { .. } => ApiError::new(Code::StateConflict, e.to_string()),
             StoreError::DatabaseTooNew { .. } => ApiError::new(Code::DatabaseTooNew, e.to_string()),
             StoreError::UnsupportedUrl(_) | StoreError::Corrupt(_) | StoreError::Database(_) => ApiError::internal(e),
         }

@@ -21,6 +21,7 @@ pub mod events;
 pub mod live;
 pub mod metrics;
 mod openapi;
+pub mod scheduler;
 pub mod state;
 mod stream;
 
@@ -29,7 +30,8 @@ pub use openapi::ApiDoc;
 pub use state::{AppState, Change, Config};
 
 /// Serves `listener` until `shutdown` completes; then stops accepting,
-/// closes event streams and finishes in-flight requests.
+/// closes event streams and finishes in-flight requests. The rollout
+/// scheduler runs alongside and is awaited on the way out.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -37,6 +39,11 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let app = router(state.clone());
     let stopping = state.clone();
+    let scheduler = tokio::spawn(scheduler::run(
+        state.clone(),
+        scheduler::Clock::system(),
+        state.config.evaluation_interval,
+    ));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -47,5 +54,8 @@ pub async fn run(
     // Queued event batches are committed before the writer stops.
     state.begin_shutdown();
     state.events.finish().await;
+    if let Err(e) = scheduler.await {
+        tracing::error!(error = %e, "scheduler task failed");
+    }
     served
 }

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{audit, events, flags, metrics, ofrep, ops, sdk, segments, tokens, workspaces};
+use crate::api::{audit, events, flags, metrics, ofrep, ops, rollouts, sdk, segments, tokens, workspaces};
 
 /// The API description served at `/api/openapi.json`.
 #[derive(OpenApi)]
@@ -29,6 +29,10 @@ use crate::api::{audit, events, flags, metrics, ofrep, ops, sdk, segments, token
         metrics::list_initiatives, metrics::create_initiative, metrics::get_initiative,
         metrics::update_initiative, metrics::delete_initiative,
         ops::healthz, ops::readyz, ops::metrics,
+        rollouts::list_plans, rollouts::get_plan, rollouts::put_plan, rollouts::delete_plan,
+        rollouts::start_plan, rollouts::pause_plan, rollouts::resume_plan, rollouts::kill,
+        rollouts::create_scheduled, rollouts::list_scheduled, rollouts::get_scheduled,
+        rollouts::cancel_scheduled, rollouts::list_restores,
     ),
     modifiers(&Bearer),
     security(("bearer" = [])),

@@ -37,6 +37,9 @@ pub struct Config {
     /// How long raw events are kept (they live on in the rollups), and the
     /// oldest event timestamp accepted.
     pub event_retention: Duration,
+    /// How often the scheduler applies due changes and evaluates rollouts
+    /// (a guardrail breach is acted on within one interval).
+    pub evaluation_interval: Duration,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             event_queue_capacity: 200_000,
             max_events_per_batch: 10_000,
             event_retention: Duration::from_secs(30 * 24 * 3600),
+            evaluation_interval: Duration::from_secs(30),
         }
     }
 }
@@ -112,6 +116,8 @@ pub struct Inner {
     pub evaluations: Arc<Semaphore>,
     /// The event pipeline (admission, group commit, rollup).
     pub events: Ingest,
+    /// Held for one scheduler evaluation, so evaluations never overlap.
+    pub scheduler: tokio::sync::Mutex<()>,
     /// Dashboard login sessions.
     pub sessions: Sessions,
     /// "Something changed" for the dashboard's live pages. Bounded: a page
@@ -160,6 +166,7 @@ impl AppState {
             writes: tokio::sync::Mutex::new(()),
             shutdown,
             events,
+            scheduler: tokio::sync::Mutex::new(()),
             sessions: Sessions::default(),
             changes: broadcast::channel(64).0,
             config,

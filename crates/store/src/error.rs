@@ -20,6 +20,12 @@ pub enum Kind {
     Metric,
     /// A team's initiative.
     Initiative,
+    /// A flag's rollout plan in one environment.
+    RolloutPlan,
+    /// A flag change scheduled for a time.
+    ScheduledChange,
+    /// An experiment.
+    Experiment,
 }
 
 impl Kind {
@@ -33,6 +39,9 @@ impl Kind {
             Kind::Token => "token",
             Kind::Metric => "metric",
             Kind::Initiative => "initiative",
+            Kind::RolloutPlan => "rollout_plan",
+            Kind::ScheduledChange => "scheduled_change",
+            Kind::Experiment => "experiment",
         }
     }
 }
@@ -80,6 +89,17 @@ pub enum StoreError {
     /// The write would store something invalid; every problem is listed.
     #[error("invalid: {}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldError>),
+    /// The thing exists but its state does not allow the operation
+    /// (starting a running rollout, deciding a draft experiment, …).
+    #[error("{kind} `{key}`: {detail}")]
+    State {
+        /// What.
+        kind: Kind,
+        /// Its key.
+        key: String,
+        /// Why the operation is refused now.
+        detail: String,
+    },
     /// The database was migrated by a newer Sextant.
     #[error(
         "the database schema is at version {database}, newer than this binary supports ({binary}); upgrade sextant"

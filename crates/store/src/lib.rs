@@ -23,6 +23,7 @@ mod migrate;
 mod model;
 mod postgres;
 mod replica;
+mod rollouts;
 mod sqlite;
 mod token;
 
@@ -32,6 +33,7 @@ pub use error::{FieldError, Kind, Result, StoreError};
 pub use migrate::LATEST as SCHEMA_VERSION;
 pub use model::*;
 pub use replica::{ChangeFeed, ChangeNotice, FeedEvent, Leadership};
+pub use rollouts::*;
 pub use token::hash_token;
 
 /// The current time as RFC 3339 UTC with milliseconds.

@@ -13,6 +13,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "events_metrics",
         include_str!("../migrations/sqlite/0002_events_metrics.sql"),
     ),
+    (3, "rollouts", include_str!("../migrations/sqlite/0003_rollouts.sql")),
 ];
 
 /// PostgreSQL migrations: the same versions as [`SQLITE`], in PostgreSQL's dialect.
@@ -23,6 +24,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "events_metrics",
         include_str!("../migrations/postgres/0002_events_metrics.sql"),
     ),
+    (3, "rollouts", include_str!("../migrations/postgres/0003_rollouts.sql")),
 ];
 
 /// The newest schema version this binary knows.
@@ -44,17 +46,22 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<i64> {
     )
     .execute(pool)
     .await?;
-    let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
-        .fetch_one(pool)
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+        .fetch_all(pool)
         .await?
-        .try_get("v")?;
+        .iter()
+        .map(|r| r.try_get("version"))
+        .collect::<Result<_, _>>()?;
+    let current = applied.iter().copied().max().unwrap_or(0);
     if current > LATEST {
         return Err(StoreError::DatabaseTooNew {
             database: current,
             binary: LATEST,
         });
     }
-    for &(version, name, sql) in SQLITE.iter().filter(|(v, _, _)| *v > current) {
+    // Numbers are reserved per feature and may land out of order, so apply
+    // every migration not yet recorded rather than only those above the maximum.
+    for &(version, name, sql) in SQLITE.iter().filter(|(v, _, _)| !applied.contains(v)) {
         let mut tx = pool.begin().await?;
         sqlx::raw_sql(sql).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
@@ -85,17 +92,20 @@ pub(crate) async fn run_postgres(pool: &PgPool) -> Result<i64> {
         )
         .execute(&mut *conn)
         .await?;
-        let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0)::BIGINT AS v FROM schema_migrations")
-            .fetch_one(&mut *conn)
+        let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *conn)
             .await?
-            .try_get("v")?;
+            .iter()
+            .map(|r| r.try_get("version"))
+            .collect::<Result<_, _>>()?;
+        let current = applied.iter().copied().max().unwrap_or(0);
         if current > LATEST {
             return Err(StoreError::DatabaseTooNew {
                 database: current,
                 binary: LATEST,
             });
         }
-        for &(version, name, sql) in POSTGRES.iter().filter(|(v, _, _)| *v > current) {
+        for &(version, name, sql) in POSTGRES.iter().filter(|(v, _, _)| !applied.contains(v)) {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             sqlx::raw_sql(sql).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")

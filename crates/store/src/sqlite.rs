@@ -23,11 +23,11 @@ use crate::{migrate, now, token};
 
 /// A SQLite database in WAL mode.
 pub(crate) struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
     /// Writes are serialised in-process: SQLite has one writer anyway, and
     /// taking this async lock first avoids `SQLITE_BUSY` on lock upgrades
     /// of deferred transactions. Never held by readers.
-    write: tokio::sync::Mutex<()>,
+    pub(crate) write: tokio::sync::Mutex<()>,
     /// Names led by this process (one process per SQLite database).
     leaders: Arc<std::sync::Mutex<HashSet<String>>>,
 }
@@ -249,7 +249,7 @@ impl SqliteStore {
     // ------------------------------------------------------- change records
 
     /// Inserts the change record and appends its audit entry to the chain.
-    async fn record(conn: &mut SqliteConnection, c: NewChange<'_>) -> Result<i64> {
+    pub(crate) async fn record(conn: &mut SqliteConnection, c: NewChange<'_>) -> Result<i64> {
         let at = now();
         let before = c.before.map(|v| v.to_string());
         let after = c.after.map(|v| v.to_string());

@@ -6,6 +6,7 @@ pub mod flags;
 pub mod metrics;
 pub mod ofrep;
 pub mod ops;
+pub mod rollouts;
 pub mod sdk;
 pub mod segments;
 pub mod tokens;

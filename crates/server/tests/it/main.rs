@@ -29,3 +29,6 @@ mod events;
 
 /// The metric tree, North Star rules, live values, series and breakdown.
 mod metrics;
+
+/// Rollout plans and the scheduler, the kill switch, scheduled changes.
+mod rollouts;
