@@ -421,9 +421,22 @@ async fn step_plan(
 }
 
 /// Per-arm statistics of a guardrail metric among units exposed to the
-/// plan's flag in its environment; `None` while there are none.
-async fn guardrail_stats(_state: &AppState, _plan: &PlanRecord, _metric: &str) -> Result<Option<ArmStats>, ApiError> {
-    // Metric data comes from the event tables and their SQL sufficient
-    // statistics (events issue); until those exist no guardrail has data.
-    Ok(None)
+/// plan's flag in its environment, from the SQL sufficient statistics of
+/// the event rollups (each unit counted from the hour of its first
+/// exposure, in the variation it first saw); `None` while an arm has fewer
+/// than two units.
+async fn guardrail_stats(state: &AppState, plan: &PlanRecord, metric: &str) -> Result<Option<ArmStats>, ApiError> {
+    let range = sextant_store::HourRange { from: 0, to: i64::MAX };
+    let arms = state
+        .store
+        .metric_breakdown(&plan.workspace, &plan.environment, metric, &plan.flag, range)
+        .await?;
+    let arm = |variation: &str| {
+        arms.iter()
+            .find(|(v, _)| v == variation)
+            .and_then(|(_, s)| SufficientStats::new(s.n, s.sum, s.sum_sq).ok())
+    };
+    Ok(arm(&plan.plan.control)
+        .zip(arm(&plan.plan.treatment))
+        .map(|(control, treatment)| ArmStats { control, treatment }))
 }

@@ -147,7 +147,16 @@ pub async fn put_plan(
     let environment = state.store.get_environment(&ws, &env).await?;
     admin.require(Action::EditTargeting(&environment))?;
     let expected = if_match(&headers)?;
-    let mut errors = Vec::new();
+    let flag = state.store.get_flag(&ws, &key).await?;
+    let mut errors = body.plan.problems(&flag.flag, "/plan");
+    for (i, g) in body.plan.guardrails.iter().enumerate() {
+        if let Err(sextant_store::StoreError::NotFound { .. }) = state.store.get_metric(&ws, &g.metric).await {
+            errors.push(FieldError {
+                field: format!("/plan/guardrails/{i}/metric"),
+                message: format!("workspace `{ws}` has no metric `{}`", g.metric),
+            });
+        }
+    }
     let meta = change_meta(&admin, body.reason, &mut errors);
     check(errors)?;
     let rec = state

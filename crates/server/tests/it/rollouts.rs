@@ -172,7 +172,8 @@ async fn an_invalid_plan_names_every_wrong_field() {
             "/plan/treatment",
             "/plan/stages/1/percent",
             "/plan/guardrails/0/tolerance",
-            "/plan/schedule/business_hours/to"
+            "/plan/schedule/business_hours/to",
+            "/plan/guardrails/0/metric"
         ]
     );
     s.get(PLAN).await.assert_problem(404, "rollout_plan_not_found");
@@ -394,4 +395,100 @@ async fn the_scheduler_clock_follows_tokio_time() {
     let clock = Clock::starting_at(t("2030-01-07T10:00:00Z"));
     tokio::time::advance(Duration::from_secs(3600)).await;
     assert_eq!(clock.now(), t("2030-01-07T11:00:00Z"));
+}
+
+/// Simulated traffic: `units` users split evenly between control and
+/// treatment (as SDKs report exposures), each control user erring with
+/// probability 10% and each treatment user with `treatment_error_pct`%,
+/// assigned deterministically by unit number.
+async fn simulate(s: &TestServer, units: u32, treatment_error_pct: u32) {
+    let env = s.state.store.get_environment("default", "production").await.unwrap();
+    let now_ms = Utc::now().timestamp_millis();
+    let mut b = sextant_store::EventBatchBuilder::with_capacity(units as usize * 2);
+    for i in 0..units {
+        let unit = format!("sim-{i}");
+        let (variation, pct) = if i % 2 == 0 {
+            ("off", 10)
+        } else {
+            ("on", treatment_error_pct)
+        };
+        b.exposure("checkout", variation, &unit, now_ms);
+        if (i / 2) % 100 < pct {
+            b.track("error", &unit, None, now_ms, None);
+        }
+    }
+    s.state
+        .store
+        .append_event_batches(&[b.finish(env.id, None)])
+        .await
+        .unwrap();
+    s.state.store.rollup_events(1_000).await.unwrap();
+}
+
+async fn guarded(s: &TestServer, on_breach: &str) {
+    s.flag("checkout", "production").await;
+    let metric = serde_json::from_value(json!({"key": "errors", "name": "Errors", "aggregation": "count",
+        "event": "error", "good_direction": "decrease", "north_star": true}))
+    .unwrap();
+    s.state
+        .store
+        .create_metric("default", metric, &ChangeMeta::new("test", None))
+        .await
+        .unwrap();
+    let guard = json!({"guardrails": [{"metric": "errors", "direction": "decrease", "tolerance": 0.02}],
+        "on_breach": on_breach});
+    let r = s
+        .call(Method::PUT, PLAN, ADMIN, Some(json!({"plan": plan(guard)})))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    s.post(&format!("{PLAN}/start"), json!({})).await;
+    scheduler::tick(&s.state, t("2030-01-07T10:00:00Z")).await.unwrap();
+    assert_eq!(treatment_weight(s).await, Some(1_000));
+}
+
+#[tokio::test]
+async fn a_degrading_treatment_is_rolled_back_at_the_next_evaluation_with_the_reason_recorded() {
+    let s = TestServer::start().await;
+    guarded(&s, "rollback").await;
+    simulate(&s, 4_000, 30).await;
+    let r = scheduler::tick(&s.state, t("2030-01-07T10:00:30Z")).await.unwrap();
+    assert_eq!(r.breached.len(), 1, "{r:?}");
+    assert_eq!(treatment_weight(&s).await, Some(0));
+    let p = s.get(PLAN).await;
+    assert_eq!(p.body["status"], "rolled_back");
+    assert_eq!(p.body["current_percent"], 0.0);
+    assert_eq!(p.body["monitors"]["errors"]["looks"], 1);
+    let audit = s
+        .get("/api/v1/audit?kind=flag&key=checkout&action=rollout_rollback")
+        .await;
+    let reason = audit.body["entries"][0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("guardrail `errors` breached"), "{reason}");
+    let restores = s.get("/api/v1/workspaces/default/restores").await;
+    assert_eq!(restores.body["items"][0]["action"], "rollout_rollback");
+    // A rolled-back plan stays put.
+    let r = scheduler::tick(&s.state, t("2030-01-07T12:00:00Z")).await.unwrap();
+    assert!(r.advanced.is_empty());
+}
+
+#[tokio::test]
+async fn a_degrading_treatment_pauses_a_plan_whose_action_is_pause() {
+    let s = TestServer::start().await;
+    guarded(&s, "pause").await;
+    simulate(&s, 4_000, 30).await;
+    scheduler::tick(&s.state, t("2030-01-07T10:00:30Z")).await.unwrap();
+    assert_eq!(treatment_weight(&s).await, Some(1_000));
+    assert_eq!(s.get(PLAN).await.body["status"], "paused");
+}
+
+#[tokio::test]
+async fn a_healthy_treatment_reaches_100_percent() {
+    let s = TestServer::start().await;
+    guarded(&s, "rollback").await;
+    simulate(&s, 4_000, 10).await;
+    for at in ["2030-01-07T11:00:00Z", "2030-01-07T12:00:00Z", "2030-01-07T12:00:01Z"] {
+        let r = scheduler::tick(&s.state, t(at)).await.unwrap();
+        assert!(r.breached.is_empty(), "{r:?}");
+    }
+    assert_eq!(treatment_weight(&s).await, Some(100_000));
+    assert_eq!(s.get(PLAN).await.body["status"], "completed");
 }
