@@ -32,3 +32,6 @@ mod metrics;
 
 /// Rollout plans and the scheduler, the kill switch, scheduled changes.
 mod rollouts;
+
+/// The dashboard in headless Chromium: sign in, create, target, kill, live second tab.
+mod browser;

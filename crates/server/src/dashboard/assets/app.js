@@ -39,8 +39,17 @@
       });
   }
 
-  var es = new EventSource(src);
-  es.addEventListener("hello", function () { say("Live"); });
-  es.addEventListener("change", refresh);
-  es.onerror = function () { say("Reconnecting…"); };
+  // Browsers allow six connections per host: close the stream when the
+  // page goes away (or into the back/forward cache) and reopen it when the
+  // page comes back, so streams of old pages never pile up.
+  var es = null;
+  function connect() {
+    es = new EventSource(src);
+    es.addEventListener("hello", function () { say("Live"); });
+    es.addEventListener("change", refresh);
+    es.onerror = function () { say("Reconnecting…"); };
+  }
+  window.addEventListener("pagehide", function () { if (es) { es.close(); es = null; } });
+  window.addEventListener("pageshow", function (e) { if (e.persisted || !es) { if (es) es.close(); connect(); refresh(); } });
+  connect();
 })();
