@@ -745,7 +745,7 @@ pub fn import(args: ImportArgs) -> Result<ExitCode> {
         } else {
             sextant_formats::sextant::to_yaml(&doc)?
         };
-        std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))?;
+        write_file(out, &text)?;
         eprintln!(
             "wrote {} flag{} and {} segment{} from {format} to {}",
             doc.flags.len(),
@@ -799,6 +799,14 @@ pub struct ExportArgs {
     output: Option<PathBuf>,
 }
 
+/// Writes `text` to `path`, creating its directory.
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// `sextant export`.
 pub fn export(args: ExportArgs) -> Result<ExitCode> {
     let client = Client::new(&args.remote)?;
@@ -838,7 +846,7 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
         };
         match &args.output {
             Some(path) => {
-                std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+                write_file(path, &text)?;
                 eprintln!(
                     "wrote {} flags and {} segments to {}",
                     doc.flags.len(),

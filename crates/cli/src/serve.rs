@@ -313,3 +313,78 @@ pub fn audit(args: AuditArgs) -> Result<ExitCode> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sextant.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn the_file_fills_what_flags_and_environment_leave_open() {
+        let (_dir, path) =
+            config("listen = \"0.0.0.0:80\"\nlog_format = \"JSON\"\ndemo = true\nmax_inflight_evaluations = 5\n");
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            listen: Some("127.0.0.1:1".into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            args.settings().unwrap(),
+            Settings {
+                listen: "127.0.0.1:1".into(),
+                database_url: DEFAULT_DATABASE_URL.into(),
+                log_format: LogFormat::Json,
+                admin_token: None,
+                public_url: None,
+                max_inflight_evaluations: 5,
+                demo: true,
+                file: Some(path),
+            }
+        );
+    }
+
+    #[test]
+    fn a_wrong_value_in_the_file_is_named() {
+        let (_dir, path) = config("log_format = \"xml\"\n");
+        let err = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        }
+        .settings()
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("log_format must be \"pretty\" or \"json\", not \"xml\""),
+            "{err}"
+        );
+        let (_dir, path) = config("max_inflight_evaluations = \"many\"\n");
+        let err = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        }
+        .settings()
+        .unwrap_err();
+        assert!(err.to_string().contains("max_inflight_evaluations"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_config_file_given_explicitly_is_an_error() {
+        let err = ServeArgs {
+            config: Some(PathBuf::from("/nonexistent/sextant.toml")),
+            ..ServeArgs::default()
+        }
+        .settings()
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cannot read the config file /nonexistent/sextant.toml"),
+            "{err}"
+        );
+    }
+}

@@ -176,9 +176,9 @@ fn unleash_files_are_imported_and_exported_as_flagd_and_sextant() {
     );
 
     // The Sextant export applied back is a no-op: export and apply agree.
-    let out = s.run(&["export", "-o", "exported.yaml"]);
+    let out = s.run(&["export", "-o", "out/exported.yaml"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let again = s.run(&["apply", "-f", "exported.yaml", "--dry-run"]);
+    let again = s.run(&["apply", "-f", "out", "--dry-run"]);
     assert_eq!(
         again.stdout, "No changes: the server already matches.\n",
         "{}",
