@@ -67,3 +67,83 @@ mod tests {
         assert!(svg.contains("width=\"0\""));
     }
 }
+
+/// A sparkline of `(label, value)` points (missing values are gaps), with
+/// the first, last, lowest and highest values printed beside it.
+pub fn sparkline(id: &str, title: &str, points: &[(String, Option<f64>)]) -> Markup {
+    const W: f64 = 160.0;
+    const H: f64 = 32.0;
+    let values: Vec<f64> = points.iter().filter_map(|(_, v)| *v).collect();
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let step = if points.len() > 1 {
+        W / (points.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let mut path = String::new();
+    let mut pen_up = true;
+    for (i, (_, v)) in points.iter().enumerate() {
+        match v {
+            Some(v) => {
+                let x = i as f64 * step;
+                let y = H - 2.0 - (v - lo) / span * (H - 4.0);
+                path.push_str(&format!("{}{x:.1},{y:.1} ", if pen_up { "M" } else { "L" }));
+                pen_up = false;
+            }
+            None => pen_up = true,
+        }
+    }
+    let fmt = |v: f64| format_value(v);
+    let desc = points
+        .iter()
+        .map(|(l, v)| format!("{l}: {}", v.map_or("no data".into(), fmt)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    html! {
+        span .spark {
+            svg #(id) viewBox=(format!("0 0 {W} {H}")) width=(W) height=(H) role="img"
+                aria-labelledby=(format!("{id}-title {id}-desc")) {
+                title #(format!("{id}-title")) { (title) }
+                desc #(format!("{id}-desc")) { (desc) }
+                @if !path.is_empty() { path .line d=(path.trim_end()) fill="none" {} }
+            }
+            @if let (Some(first), Some(last)) = (values.first(), values.last()) {
+                span .muted { " " (fmt(*first)) " → " (fmt(*last)) " (low " (fmt(lo)) ", high " (fmt(hi)) ")" }
+            } @else {
+                span .muted { " no data" }
+            }
+        }
+    }
+}
+
+/// A value with at most four significant decimals.
+pub fn format_value(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+#[cfg(test)]
+mod spark_tests {
+    use super::*;
+
+    #[test]
+    fn a_sparkline_breaks_at_gaps_and_prints_its_numbers() {
+        let pts = vec![("d1".into(), Some(1.0)), ("d2".into(), None), ("d3".into(), Some(3.0))];
+        let svg = sparkline("s", "Orders", &pts).into_string();
+        assert_eq!(svg.matches('M').count(), 2, "a gap lifts the pen: {svg}");
+        assert!(svg.contains("d2: no data"));
+        assert!(svg.contains("1 → 3 (low 1, high 3)"));
+    }
+
+    #[test]
+    fn values_print_compactly() {
+        assert_eq!(format_value(12.0), "12");
+        assert_eq!(format_value(0.12345678), "0.1235");
+    }
+}

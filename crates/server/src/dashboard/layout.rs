@@ -28,6 +28,8 @@ pub enum Nav {
     Flags,
     /// The audit log.
     Audit,
+    /// The North Star and metric tree.
+    Metrics,
     /// Anything else.
     None,
 }
@@ -74,6 +76,7 @@ pub fn page(ui: &Ui, ws: Option<&str>, nav: Nav, title: &str, main: Markup) -> M
                     a .brand href="/" { "Sextant" }
                     nav aria-label="Main" {
                         ul {
+                            (link(Nav::Metrics, "metrics", "Metrics"))
                             (link(Nav::Flags, "flags", "Flags"))
                             (link(Nav::Audit, "audit", "Audit log"))
                         }

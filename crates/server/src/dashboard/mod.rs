@@ -21,6 +21,7 @@ mod context;
 mod flags;
 mod layout;
 mod live;
+mod metrics;
 mod session;
 mod time;
 
@@ -55,6 +56,7 @@ pub fn router() -> Router<AppState> {
             get(flags::targeting_page).post(flags::targeting),
         )
         .route("/w/{ws}/audit", get(audit::page))
+        .route("/w/{ws}/metrics", get(metrics::page))
         .layer(middleware::map_response(security_headers))
 }
 

@@ -339,6 +339,19 @@ async fn a_release_manager_creates_targets_and_kills_a_flag_while_a_second_tab_f
     b.wait_text("#chain", "Hash chain verified").await;
     b.screenshot("07-audit").await;
 
+    // The North Star and metric tree.
+    let r = server
+        .post(
+            "/api/v1/workspaces/default/metrics",
+            json!({"metric": {"key": "checkout_conversion", "name": "Checkout conversion", "aggregation": "conversion",
+                "event": "purchase", "good_direction": "increase", "north_star": true}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    b.click("nav a[href='/w/default/metrics']").await;
+    b.wait_text("#tree", "Checkout conversion").await;
+    b.screenshot("09-metrics").await;
+
     // Filtering the list by tag.
     b.goto(&server.url("/w/default/flags?tag=checkout")).await;
     b.wait_text("#flag-count", "1 of 2 flags").await;

@@ -410,3 +410,29 @@ async fn signing_out_ends_the_session() {
     let (status, _, _) = b.get("/w/default/flags").await;
     assert_eq!(status, 303);
 }
+
+#[tokio::test]
+async fn the_metrics_page_shows_the_north_star_and_its_tree_with_sparklines() {
+    let server = TestServer::start().await;
+    for metric in [
+        json!({"key": "revenue", "name": "Revenue", "aggregation": "sum", "event": "purchase",
+            "good_direction": "increase", "unit": "EUR", "north_star": true}),
+        json!({"key": "buyers", "name": "Buyers", "aggregation": "conversion", "event": "purchase",
+            "good_direction": "increase", "parent": "revenue"}),
+    ] {
+        let r = server
+            .post("/api/v1/workspaces/default/metrics", json!({"metric": metric}))
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let mut b = Browser::new(&server);
+    b.sign_in(ADMIN).await;
+    let (status, page, _) = b.get("/w/default/metrics?window=7d").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("North Star"));
+    let revenue = page.find("id=\"metric-revenue\"").expect("the North Star node");
+    let buyers = page.find("id=\"metric-buyers\"").expect("its child");
+    assert!(revenue < buyers, "the child is drawn under its parent");
+    assert!(page.contains("id=\"spark-revenue\""), "a sparkline per metric");
+    assert!(page.contains("no trend yet"));
+}
