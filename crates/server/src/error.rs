@@ -87,6 +87,44 @@ pub enum Code {
     Unavailable,
     /// The database was migrated by a newer binary.
     DatabaseTooNew,
+    /// No such change request.
+    ChangeRequestNotFound,
+    /// No such change record.
+    ChangeNotFound,
+    /// No such policy.
+    PolicyNotFound,
+    /// No such principle.
+    PrincipleNotFound,
+    /// No such violation.
+    ViolationNotFound,
+    /// No such 30-day review (the flag was not exposed in production yet).
+    ReviewNotFound,
+    /// No such learning.
+    LearningNotFound,
+    /// No such post-mortem.
+    PostMortemNotFound,
+    /// No such webhook.
+    WebhookNotFound,
+    /// No such webhook delivery.
+    DeliveryNotFound,
+    /// No such deploy.
+    DeployNotFound,
+    /// A principle with that key exists.
+    PrincipleExists,
+    /// The thing already exists.
+    AlreadyExists,
+    /// The change request was already approved or rejected.
+    ChangeRequestNotPending,
+    /// A change request must be decided by someone other than its requester.
+    SelfApprovalRefused,
+    /// The flag is archived; restore it (a gated change) first.
+    FlagArchived,
+    /// The change undoes an irreversible change; request a revert instead.
+    RevertRequired,
+    /// This change has no gated revert.
+    ChangeNotRevertible,
+    /// This server cannot apply this kind of change request.
+    ChangeRequestUnsupported,
     /// Anything unexpected; details are logged, not returned.
     Internal,
 }
@@ -140,6 +178,33 @@ impl Code {
                 S::INTERNAL_SERVER_ERROR,
                 "Database is newer than server",
             ),
+            Code::ChangeRequestNotFound => ("change_request_not_found", S::NOT_FOUND, "Change request not found"),
+            Code::ChangeNotFound => ("change_not_found", S::NOT_FOUND, "Change not found"),
+            Code::PolicyNotFound => ("policy_not_found", S::NOT_FOUND, "Policy not found"),
+            Code::PrincipleNotFound => ("principle_not_found", S::NOT_FOUND, "Principle not found"),
+            Code::ViolationNotFound => ("violation_not_found", S::NOT_FOUND, "Violation not found"),
+            Code::ReviewNotFound => ("review_not_found", S::NOT_FOUND, "Review not found"),
+            Code::LearningNotFound => ("learning_not_found", S::NOT_FOUND, "Learning not found"),
+            Code::PostMortemNotFound => ("post_mortem_not_found", S::NOT_FOUND, "Post-mortem not found"),
+            Code::WebhookNotFound => ("webhook_not_found", S::NOT_FOUND, "Webhook not found"),
+            Code::DeliveryNotFound => ("delivery_not_found", S::NOT_FOUND, "Delivery not found"),
+            Code::DeployNotFound => ("deploy_not_found", S::NOT_FOUND, "Deploy not found"),
+            Code::PrincipleExists => ("principle_exists", S::CONFLICT, "Principle already exists"),
+            Code::AlreadyExists => ("already_exists", S::CONFLICT, "Already exists"),
+            Code::ChangeRequestNotPending => (
+                "change_request_not_pending",
+                S::CONFLICT,
+                "Change request already decided",
+            ),
+            Code::SelfApprovalRefused => ("self_approval_refused", S::FORBIDDEN, "Self-approval refused"),
+            Code::FlagArchived => ("flag_archived", S::CONFLICT, "Flag is archived"),
+            Code::RevertRequired => ("revert_required", S::CONFLICT, "Revert required"),
+            Code::ChangeNotRevertible => ("change_not_revertible", S::CONFLICT, "Change cannot be reverted"),
+            Code::ChangeRequestUnsupported => (
+                "change_request_unsupported",
+                S::CONFLICT,
+                "Change request cannot be applied",
+            ),
             Code::Internal => ("internal", S::INTERNAL_SERVER_ERROR, "Internal error"),
         }
     }
@@ -181,6 +246,25 @@ impl Code {
         Code::Overloaded,
         Code::Unavailable,
         Code::DatabaseTooNew,
+        Code::ChangeRequestNotFound,
+        Code::ChangeNotFound,
+        Code::PolicyNotFound,
+        Code::PrincipleNotFound,
+        Code::ViolationNotFound,
+        Code::ReviewNotFound,
+        Code::LearningNotFound,
+        Code::PostMortemNotFound,
+        Code::WebhookNotFound,
+        Code::DeliveryNotFound,
+        Code::DeployNotFound,
+        Code::PrincipleExists,
+        Code::AlreadyExists,
+        Code::ChangeRequestNotPending,
+        Code::SelfApprovalRefused,
+        Code::FlagArchived,
+        Code::RevertRequired,
+        Code::ChangeNotRevertible,
+        Code::ChangeRequestUnsupported,
         Code::Internal,
     ];
 }
@@ -280,6 +364,17 @@ impl From<StoreError> for ApiError {
                     Kind::RolloutPlan => Code::RolloutPlanNotFound,
                     Kind::ScheduledChange => Code::ScheduledChangeNotFound,
                     Kind::Experiment => Code::ExperimentNotFound,
+                    Kind::ChangeRequest => Code::ChangeRequestNotFound,
+                    Kind::Change => Code::ChangeNotFound,
+                    Kind::Policy => Code::PolicyNotFound,
+                    Kind::Principle => Code::PrincipleNotFound,
+                    Kind::Violation => Code::ViolationNotFound,
+                    Kind::Review => Code::ReviewNotFound,
+                    Kind::Learning => Code::LearningNotFound,
+                    Kind::PostMortem => Code::PostMortemNotFound,
+                    Kind::Webhook => Code::WebhookNotFound,
+                    Kind::Delivery => Code::DeliveryNotFound,
+                    Kind::Deploy => Code::DeployNotFound,
                 };
                 ApiError::new(code, format!("{kind} `{key}` does not exist"))
             }
@@ -295,6 +390,17 @@ impl From<StoreError> for ApiError {
                     Kind::Experiment => Code::ExperimentExists,
                     // Plans are replaced and scheduled changes get fresh ids: never a conflict.
                     Kind::RolloutPlan | Kind::ScheduledChange => Code::StateConflict,
+                    Kind::Principle => Code::PrincipleExists,
+                    Kind::ChangeRequest
+                    | Kind::Change
+                    | Kind::Policy
+                    | Kind::Violation
+                    | Kind::Review
+                    | Kind::Learning
+                    | Kind::PostMortem
+                    | Kind::Webhook
+                    | Kind::Delivery
+                    | Kind::Deploy => Code::AlreadyExists,
                 };
                 ApiError::new(code, format!("{kind} `{key}` already exists"))
             }
@@ -307,6 +413,8 @@ impl From<StoreError> for ApiError {
             },
             StoreError::Invalid(errors) => ApiError::invalid(errors),
             StoreError::State { .. } => ApiError::new(Code::StateConflict, e.to_string()),
+            StoreError::NotPending { .. } => ApiError::new(Code::ChangeRequestNotPending, e.to_string()),
+            StoreError::SelfApproval { .. } => ApiError::new(Code::SelfApprovalRefused, e.to_string()),
             StoreError::DatabaseTooNew { .. } => ApiError::new(Code::DatabaseTooNew, e.to_string()),
             StoreError::UnsupportedUrl(_) | StoreError::Corrupt(_) | StoreError::Database(_) => ApiError::internal(e),
         }

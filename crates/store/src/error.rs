@@ -26,6 +26,28 @@ pub enum Kind {
     ScheduledChange,
     /// An experiment.
     Experiment,
+    /// A change request (an irreversible change awaiting approval).
+    ChangeRequest,
+    /// A change record.
+    Change,
+    /// A workspace's approval policy.
+    Policy,
+    /// A strategic principle.
+    Principle,
+    /// A declared violation of a principle.
+    Violation,
+    /// A flag's 30-day review.
+    Review,
+    /// An entry of the learnings log.
+    Learning,
+    /// An initiative's post-mortem.
+    PostMortem,
+    /// A webhook subscription.
+    Webhook,
+    /// A webhook delivery.
+    Delivery,
+    /// A deploy event.
+    Deploy,
 }
 
 impl Kind {
@@ -42,6 +64,17 @@ impl Kind {
             Kind::RolloutPlan => "rollout_plan",
             Kind::ScheduledChange => "scheduled_change",
             Kind::Experiment => "experiment",
+            Kind::ChangeRequest => "change_request",
+            Kind::Change => "change",
+            Kind::Policy => "policy",
+            Kind::Principle => "principle",
+            Kind::Violation => "violation",
+            Kind::Review => "review",
+            Kind::Learning => "learning",
+            Kind::PostMortem => "post_mortem",
+            Kind::Webhook => "webhook",
+            Kind::Delivery => "delivery",
+            Kind::Deploy => "deploy",
         }
     }
 }
@@ -99,6 +132,20 @@ pub enum StoreError {
         key: String,
         /// Why the operation is refused now.
         detail: String,
+    },
+    /// A change request was already decided.
+    #[error("change request {id} is {status}, not pending")]
+    NotPending {
+        /// Request id.
+        id: i64,
+        /// Its status.
+        status: &'static str,
+    },
+    /// The requester tried to approve or reject their own change request.
+    #[error("change request {id} must be decided by someone other than its requester")]
+    SelfApproval {
+        /// Request id.
+        id: i64,
     },
     /// The database was migrated by a newer Sextant.
     #[error(

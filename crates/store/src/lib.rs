@@ -67,6 +67,9 @@ macro_rules! on {
     };
 }
 
+mod alignment;
+pub use alignment::*;
+
 /// The store: a handle to the database, cheap to share behind an `Arc`.
 pub struct Store {
     backend: Backend,

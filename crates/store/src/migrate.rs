@@ -14,6 +14,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0002_events_metrics.sql"),
     ),
     (3, "rollouts", include_str!("../migrations/sqlite/0003_rollouts.sql")),
+    (4, "alignment", include_str!("../migrations/sqlite/0004_alignment.sql")),
 ];
 
 /// PostgreSQL migrations: the same versions as [`SQLITE`], in PostgreSQL's dialect.
@@ -25,6 +26,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         include_str!("../migrations/postgres/0002_events_metrics.sql"),
     ),
     (3, "rollouts", include_str!("../migrations/postgres/0003_rollouts.sql")),
+    (
+        4,
+        "alignment",
+        include_str!("../migrations/postgres/0004_alignment.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -13,6 +13,9 @@ pub struct ChangeMeta {
     pub actor: String,
     /// The optional free-text reason given with the write.
     pub reason: Option<String>,
+    /// The change request this write applies (its approval): the request
+    /// is marked applied in the same transaction, or the write fails.
+    pub approves: Option<i64>,
 }
 
 impl ChangeMeta {
@@ -21,6 +24,7 @@ impl ChangeMeta {
         ChangeMeta {
             actor: actor.into(),
             reason,
+            approves: None,
         }
     }
 }

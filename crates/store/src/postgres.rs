@@ -11,6 +11,7 @@
 //! Each write also sends a `NOTIFY` (delivered on commit) that other
 //! replicas follow through [`ChangeFeed`](crate::ChangeFeed).
 
+mod alignment;
 mod events;
 mod metrics;
 
@@ -364,6 +365,7 @@ impl PgStore {
         .bind(&hash)
         .execute(&mut *conn)
         .await?;
+        alignment::after_record(conn, c.meta, c.action, c.workspace, (c.kind, c.key), change_id).await?;
         Ok(change_id)
     }
 

@@ -4,6 +4,8 @@
 mod events;
 mod metrics;
 
+mod alignment;
+
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -309,6 +311,7 @@ impl SqliteStore {
         .bind(&hash)
         .execute(&mut *conn)
         .await?;
+        alignment::after_record(conn, c.meta, c.action, c.workspace, (c.kind, c.key), change_id).await?;
         Ok(change_id)
     }
 

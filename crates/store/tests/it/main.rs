@@ -17,3 +17,6 @@ mod events;
 
 /// The metric tree, the North Star and initiatives.
 mod metrics;
+
+/// Change requests, reviews, learnings, principles, deploys and webhooks.
+mod alignment;
