@@ -588,9 +588,22 @@ async fn kill(
                 .collect()
         }
     };
-    let mut last = None;
+    let mut last: Option<FlagView> = None;
     for env in &envs {
-        last = Some(toggle(client, key, env, false, reason.clone()).await?);
+        // The kill endpoint, not a toggle: it also ends a running rollout
+        // plan and counts as a restore for the DORA figures.
+        last = Some(
+            client
+                .send(
+                    Method::POST,
+                    &client.ws_path(&["flags", key, "environments", env, "kill"]),
+                    &[],
+                    Some(&json!({ "reason": reason })),
+                    None,
+                )
+                .await?
+                .into()?,
+        );
     }
     match (last, as_json) {
         (Some(f), true) => json(&f)?,
@@ -640,6 +653,22 @@ pub struct RolloutArgs {
 
 #[derive(Debug, Subcommand)]
 enum RolloutCommand {
+    /// Write a staged rollout plan (draft): stages, holds, guardrails; `start` runs it.
+    Plan(PlanArgs),
+    /// Start a flag's rollout plan in an environment.
+    Start(PlanTarget),
+    /// Pause a running plan (the current percentage stays).
+    Pause(PlanTarget),
+    /// Resume a paused plan.
+    Resume(PlanTarget),
+    /// Show one plan, or every plan of the workspace.
+    Status {
+        /// Flag key (omit for every plan).
+        key: Option<String>,
+        /// Environment (with a flag key).
+        #[arg(long, short, requires = "key")]
+        env: Option<String>,
+    },
     /// Serve a variation to a percentage of units (sticky; raising it keeps
     /// everyone who was in) and turn the flag on. Rules still apply first.
     Set {
@@ -659,12 +688,224 @@ enum RolloutCommand {
     },
 }
 
+#[derive(Debug, Args)]
+struct PlanTarget {
+    /// Flag key.
+    key: String,
+    /// Environment.
+    #[arg(long, short)]
+    env: String,
+    /// Why (recorded in the audit log).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    target: PlanTarget,
+    /// The whole plan as YAML/JSON (`control`, `treatment`, `stages`, `guardrails`, `on_breach`, `schedule`).
+    #[arg(long, short, conflicts_with_all = ["stages", "guardrail"])]
+    file: Option<PathBuf>,
+    /// Percentages of units per stage, increasing, e.g. 1,5,25,100.
+    #[arg(long, value_delimiter = ',')]
+    stages: Vec<f64>,
+    /// Minimum time at each stage: seconds, or with s/m/h/d (e.g. 30m, 1d).
+    #[arg(long, default_value = "1h")]
+    hold: String,
+    /// A guardrail as METRIC:increase|decrease[:TOLERANCE] (repeatable).
+    #[arg(long)]
+    guardrail: Vec<String>,
+    /// What a guardrail breach does.
+    #[arg(long, value_parser = ["pause", "rollback"], default_value = "pause")]
+    on_breach: String,
+    /// Variation rolled out (default: `on`, or the default serve).
+    #[arg(long)]
+    treatment: Option<String>,
+    /// Variation everyone else gets (default: the off variation).
+    #[arg(long)]
+    control: Option<String>,
+}
+
+/// Seconds in `30`, `30s`, `15m`, `2h`, `1d`.
+fn seconds(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--hold `{text}` is not a duration such as 30m, 2h or 1d"))?;
+    Ok(n * match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("--hold `{text}`: use s, m, h or d"),
+    })
+}
+
+fn plan_body(client_flag: &FlagView, env: &str, a: &PlanArgs) -> Result<Value> {
+    if let Some(path) = &a.file {
+        let text = crate::read_file(path)?;
+        let plan: Value =
+            serde_norway_or_json(&text).with_context(|| format!("{} is not a rollout plan", path.display()))?;
+        return Ok(plan);
+    }
+    if a.stages.is_empty() {
+        bail!("give the stages, e.g. --stages 1,5,25,100, or a plan file (--file)");
+    }
+    let keys: Vec<&str> = client_flag.flag.variations.iter().map(|v| v.key.as_str()).collect();
+    let t = client_flag.flag.environments.get(env);
+    let treatment = a
+        .treatment
+        .clone()
+        .or_else(|| keys.contains(&"on").then(|| "on".to_owned()))
+        .or_else(|| match t.and_then(|t| t.default_serve.as_ref()) {
+            Some(Serve::Variation(v)) => Some(v.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| keys[0].to_owned());
+    let control = a
+        .control
+        .clone()
+        .or_else(|| t.and_then(|t| t.off_variation.clone()).filter(|o| *o != treatment))
+        .or_else(|| keys.iter().find(|k| **k != treatment).map(|k| (*k).to_owned()))
+        .ok_or_else(|| anyhow::anyhow!("{} has a single variation; a rollout needs two", client_flag.key))?;
+    let hold = seconds(&a.hold)?;
+    let mut guardrails = Vec::new();
+    for g in &a.guardrail {
+        let parts: Vec<&str> = g.split(':').collect();
+        let (metric, direction, tolerance) = match parts.as_slice() {
+            [m, d] => (*m, *d, 0.0),
+            [m, d, t] => (
+                *m,
+                *d,
+                t.parse::<f64>()
+                    .map_err(|_| anyhow::anyhow!("--guardrail `{g}`: tolerance `{t}` is not a number"))?,
+            ),
+            _ => bail!("--guardrail `{g}` must be METRIC:increase|decrease[:TOLERANCE]"),
+        };
+        if !matches!(direction, "increase" | "decrease") {
+            bail!("--guardrail `{g}`: the direction is `increase` or `decrease`, not `{direction}`");
+        }
+        guardrails.push(json!({"metric": metric, "direction": direction, "tolerance": tolerance}));
+    }
+    Ok(json!({
+        "control": control,
+        "treatment": treatment,
+        "stages": a.stages.iter().map(|p| json!({"percent": p, "min_hold_seconds": hold})).collect::<Vec<_>>(),
+        "guardrails": guardrails,
+        "on_breach": a.on_breach,
+    }))
+}
+
+fn plan_row(p: &Value) -> Vec<String> {
+    let s = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+    let stages = p["plan"]["stages"].as_array().map_or(0, Vec::len);
+    let stage = p["stage"]
+        .as_u64()
+        .map_or("-".to_owned(), |i| format!("{}/{stages}", i + 1));
+    vec![
+        s(&p["flag"]),
+        s(&p["environment"]),
+        s(&p["status"]),
+        stage,
+        format!("{}%", p["current_percent"].as_f64().unwrap_or(0.0)),
+        p["status_reason"].as_str().unwrap_or("").to_owned(),
+    ]
+}
+
 /// `sextant rollout …`.
 pub fn rollout(args: RolloutArgs) -> Result<ExitCode> {
     let client = Client::new(&args.remote)?;
     let as_json = args.remote.json;
     block_on(async move {
+        let plan_path = |key: &str, env: &str, action: Option<&'static str>| -> Vec<String> {
+            let mut v: Vec<String> = [
+                "api",
+                "v1",
+                "workspaces",
+                client.workspace.as_str(),
+                "flags",
+                key,
+                "environments",
+                env,
+                "rollout",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+            v.extend(action.map(str::to_owned));
+            v
+        };
         match args.command {
+            RolloutCommand::Plan(a) => {
+                let f = client.flag(&a.target.key).await?;
+                let body = plan_body(&f, &a.target.env, &a)?;
+                let path = plan_path(&a.target.key, &a.target.env, None);
+                let segs: Vec<&str> = path.iter().map(String::as_str).collect();
+                let p: Value = client
+                    .send(
+                        Method::PUT,
+                        &segs,
+                        &[],
+                        Some(&json!({"plan": body, "reason": a.target.reason})),
+                        None,
+                    )
+                    .await?
+                    .into()?;
+                if as_json {
+                    json(&p)?;
+                } else {
+                    let stages: Vec<String> = p["plan"]["stages"]
+                        .as_array()
+                        .map(|s| {
+                            s.iter()
+                                .map(|x| format!("{}%", x["percent"].as_f64().unwrap_or(0.0)))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "rollout plan for {} in {}: {} ({})\nstart it with: sextant rollout start {} --env {}",
+                        a.target.key,
+                        a.target.env,
+                        stages.join(" → "),
+                        p["status"].as_str().unwrap_or_default(),
+                        a.target.key,
+                        a.target.env
+                    );
+                }
+            }
+            RolloutCommand::Start(t) => {
+                plan_action(&client, &plan_path(&t.key, &t.env, Some("start")), &t, as_json).await?
+            }
+            RolloutCommand::Pause(t) => {
+                plan_action(&client, &plan_path(&t.key, &t.env, Some("pause")), &t, as_json).await?
+            }
+            RolloutCommand::Resume(t) => {
+                plan_action(&client, &plan_path(&t.key, &t.env, Some("resume")), &t, as_json).await?
+            }
+            RolloutCommand::Status { key, env } => {
+                let plans: Vec<Value> = match (key, env) {
+                    (Some(k), Some(e)) => {
+                        let path = plan_path(&k, &e, None);
+                        let segs: Vec<&str> = path.iter().map(String::as_str).collect();
+                        vec![client.get(&segs).await?]
+                    }
+                    (Some(_), None) => bail!("give the environment too: sextant rollout status KEY --env ENVIRONMENT"),
+                    _ => client.list(&client.ws_path(&["rollouts"])).await?,
+                };
+                if as_json {
+                    json(&plans)?;
+                } else {
+                    let mut t = Table::new(["FLAG", "ENV", "STATUS", "STAGE", "PERCENT", "WHY"]);
+                    for p in &plans {
+                        t.row(plan_row(p));
+                    }
+                    t.print(
+                        "no rollout plans; write one with `sextant rollout plan KEY --env ENV --stages 1,5,25,100`",
+                    );
+                }
+            }
             RolloutCommand::Set {
                 key,
                 percent,
@@ -732,8 +973,26 @@ pub fn rollout(args: RolloutArgs) -> Result<ExitCode> {
                     &f,
                     as_json,
                     &format!("{key} serves {on} to {percent}% in {env}, {off} to the rest"),
-                )
+                )?;
             }
         }
+        Ok(ExitCode::SUCCESS)
     })
+}
+
+async fn plan_action(client: &Client, path: &[String], t: &PlanTarget, as_json: bool) -> Result<()> {
+    let segs: Vec<&str> = path.iter().map(String::as_str).collect();
+    let p: Value = client
+        .send(Method::POST, &segs, &[], Some(&json!({"reason": t.reason})), None)
+        .await?
+        .into()?;
+    if as_json {
+        return json(&p);
+    }
+    let row = plan_row(&p);
+    println!(
+        "rollout of {} in {} is {} (stage {}, {} of units)",
+        t.key, t.env, row[2], row[3], row[4]
+    );
+    Ok(())
 }

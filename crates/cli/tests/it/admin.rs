@@ -172,3 +172,89 @@ fn segments_and_tokens_are_managed_from_the_command_line() {
     assert_eq!(s.run(&["token", "revoke", &id]).code, 0);
     assert_eq!(s.json(&["token", "list"]).as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_staged_rollout_is_planned_started_paused_and_ended_by_the_kill_switch() {
+    let s = Server::start();
+    assert_eq!(s.run(&["flag", "create", "dark"]).code, 0);
+
+    let missing = s.run(&[
+        "rollout",
+        "plan",
+        "dark",
+        "--env",
+        "production",
+        "--stages",
+        "10,50,100",
+        "--guardrail",
+        "errors:decrease",
+    ]);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing
+            .stderr
+            .contains("/plan/guardrails/0/metric: workspace `default` has no metric `errors`"),
+        "{}",
+        missing.stderr
+    );
+
+    let out = s.run(&[
+        "rollout",
+        "plan",
+        "dark",
+        "--env",
+        "production",
+        "--stages",
+        "10,50,100",
+        "--hold",
+        "2h",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .starts_with("rollout plan for dark in production: 10% → 50% → 100% (draft)"),
+        "{}",
+        out.stdout
+    );
+    let plan = s.json(&["rollout", "status", "dark", "--env", "production"]);
+    assert_eq!(
+        plan[0]["plan"]["stages"][1],
+        serde_json::json!({"percent": 50.0, "min_hold_seconds": 7200})
+    );
+    assert_eq!(
+        (
+            plan[0]["plan"]["treatment"].as_str(),
+            plan[0]["plan"]["control"].as_str()
+        ),
+        (Some("on"), Some("off"))
+    );
+
+    let out = s.run(&["rollout", "start", "dark", "--env", "production"]);
+    assert!(
+        out.stdout.starts_with("rollout of dark in production is running"),
+        "{}",
+        out.stdout
+    );
+    let out = s.run(&[
+        "rollout",
+        "pause",
+        "dark",
+        "--env",
+        "production",
+        "--reason",
+        "looking at logs",
+    ]);
+    assert!(
+        out.stdout.starts_with("rollout of dark in production is paused"),
+        "{}",
+        out.stdout
+    );
+    let table = s.run(&["rollout", "status"]).stdout;
+    assert!(
+        table.lines().nth(1).unwrap().contains("paused") && table.contains("looking at logs"),
+        "{table}"
+    );
+
+    assert_eq!(s.run(&["flag", "kill", "dark", "--env", "production"]).code, 0);
+    assert_eq!(s.json(&["rollout", "status"])[0]["status"], "killed");
+}
