@@ -21,6 +21,7 @@ pub mod events;
 pub mod live;
 pub mod metrics;
 mod openapi;
+mod replica;
 pub mod scheduler;
 pub mod state;
 mod stream;
@@ -31,12 +32,19 @@ pub use state::{AppState, Change, Config};
 
 /// Serves `listener` until `shutdown` completes; then stops accepting,
 /// closes event streams and finishes in-flight requests. The rollout
-/// scheduler runs alongside and is awaited on the way out.
+/// scheduler runs alongside and is awaited on the way out. On a shared
+/// database (PostgreSQL) it also follows the changes other replicas commit
+/// and publishes them to this replica's SSE clients.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let follower = match state.store.change_feed().await {
+        Ok(Some(feed)) => Some(tokio::spawn(replica::follow(state.clone(), feed))),
+        Ok(None) => None,
+        Err(e) => return Err(std::io::Error::other(format!("cannot follow other replicas: {e}"))),
+    };
     let app = router(state.clone());
     let stopping = state.clone();
     let scheduler = tokio::spawn(scheduler::run(
@@ -54,6 +62,9 @@ pub async fn run(
     // Queued event batches are committed before the writer stops.
     state.begin_shutdown();
     state.events.finish().await;
+    if let Some(follower) = follower {
+        let _ = follower.await;
+    }
     if let Err(e) = scheduler.await {
         tracing::error!(error = %e, "scheduler task failed");
     }

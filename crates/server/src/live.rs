@@ -198,7 +198,8 @@ impl Live {
 
     /// Atomically swaps in a new version of an environment and notifies its
     /// SSE clients. Callers publish in version order (the server serialises
-    /// writes); an older version than the current one is ignored.
+    /// local writes and changes from other replicas with one lock); an older
+    /// version than the current one is ignored.
     pub fn publish(&self, env: EnvSnapshot) {
         let id = env.environment_id;
         let counters: Vec<Arc<FlagCounters>> = {
@@ -223,9 +224,17 @@ impl Live {
         })
         .to_string()
         .into();
+        // The version SSE clients of this process hold. A change that does
+        // not follow it directly (a replica applying several changes made
+        // elsewhere at once) is sent as the whole document.
+        let previous = self.slot(id).map(|s| s.load().version());
+        let contiguous = previous.is_none_or(|p| p + 1 == version);
         let event = env.cause.as_ref().map(|cause| {
-            let mut change = json!({"version": version, "previous": version.saturating_sub(1)});
+            let mut change = json!({"version": version, "previous": previous.unwrap_or(version.saturating_sub(1))});
             match cause.kind {
+                _ if !contiguous => {
+                    change["document"] = serde_json::to_value(&env.document).unwrap_or(Value::Null);
+                }
                 Kind::Flag => {
                     let flag = env.document.flags.iter().find(|f| f.key == cause.key);
                     change["flags"] = json!(flag.into_iter().collect::<Vec<_>>());

@@ -40,6 +40,10 @@ pub struct Config {
     /// How often the scheduler applies due changes and evaluates rollouts
     /// (a guardrail breach is acted on within one interval).
     pub evaluation_interval: Duration,
+    /// With a shared database (PostgreSQL): how often a replica compares
+    /// every stored snapshot version with its own, in case a change notice
+    /// was lost. Notices normally arrive within milliseconds.
+    pub resync_interval: Duration,
 }
 
 impl Default for Config {
@@ -55,6 +59,7 @@ impl Default for Config {
             max_events_per_batch: 10_000,
             event_retention: Duration::from_secs(30 * 24 * 3600),
             evaluation_interval: Duration::from_secs(30),
+            resync_interval: Duration::from_secs(5),
         }
     }
 }
@@ -107,9 +112,10 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Tunables.
     pub config: Config,
-    /// Serialises "commit, then publish" so snapshots are published in
-    /// version order. Async: held across the database await.
-    writes: tokio::sync::Mutex<()>,
+    /// Serialises "commit, then publish" — and publishing changes other
+    /// replicas made — so snapshots are published in version order. Async:
+    /// held across the database await.
+    pub(crate) writes: tokio::sync::Mutex<()>,
     /// Flips to `true` on shutdown; streams end when they see it.
     shutdown: watch::Sender<bool>,
     /// Bounds evaluations in flight; none left → 429.

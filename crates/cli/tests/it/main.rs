@@ -8,6 +8,8 @@ mod support;
 mod admin;
 /// `apply`, `import`, `export`: GitOps and file formats.
 mod gitops;
+/// Two `serve` processes on one PostgreSQL: shared changes, versions, SIGKILL.
+mod replicas;
 /// `serve`: settings precedence, `--demo`; `demo`; completions and man page.
 mod serve;
 

@@ -35,3 +35,6 @@ mod rollouts;
 
 /// The dashboard in headless Chromium: sign in, create, target, kill, live second tab.
 mod browser;
+
+/// Two servers on one PostgreSQL: changes, catch-up and reconnection across replicas.
+mod replicas;

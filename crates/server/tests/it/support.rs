@@ -34,8 +34,14 @@ impl TestServer {
 
     /// Starts a server with `config`.
     pub async fn start_with(config: Config) -> TestServer {
+        TestServer::start_on(None, config).await
+    }
+
+    /// Starts a server on `database` (a temp SQLite file when `None`).
+    pub async fn start_on(database: Option<&str>, config: Config) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&db_path(&dir)).await.unwrap();
+        let url = database.map_or_else(|| db_path(&dir), str::to_owned);
+        let store = Store::open(&url).await.unwrap();
         store.bootstrap(Some(ADMIN)).await.unwrap();
         let state = AppState::new(Arc::new(store), config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
