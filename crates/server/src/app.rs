@@ -23,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::tokens::router())
         .merge(api::audit::router())
         .merge(api::rollouts::router())
+        .merge(api::experiments::router())
         .merge(api::sdk::router())
         .merge(api::events::router(&state))
         .merge(api::metrics::router())

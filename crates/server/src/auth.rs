@@ -61,6 +61,10 @@ pub enum Action<'a> {
     /// Set or change the workspace's North Star (an irreversible change;
     /// admin only until approvals exist).
     ChangeNorthStar,
+    /// Create, change (while a draft) or start an experiment.
+    EditExperiment,
+    /// Decide an experiment (ship, kill, iterate).
+    DecideExperiment,
 }
 
 impl Action<'_> {
@@ -85,6 +89,8 @@ impl Action<'_> {
             Action::ManageTokens => "manage tokens".into(),
             Action::EditMetrics => "change metrics or initiatives".into(),
             Action::ChangeNorthStar => "set or change the North Star".into(),
+            Action::EditExperiment => "create, change or start experiments".into(),
+            Action::DecideExperiment => "decide experiments".into(),
         }
     }
 }
@@ -109,6 +115,8 @@ pub fn allowed(role: Role, action: &Action<'_>) -> bool {
         Action::EditSegment => matches!(role, Product | Admin),
         Action::ManageEnvironments | Action::ManageTokens | Action::ChangeNorthStar => role == Admin,
         Action::EditMetrics => matches!(role, Engineer | Product | Admin),
+        Action::EditExperiment => matches!(role, Engineer | Product | Admin),
+        Action::DecideExperiment => matches!(role, Product | Admin),
     }
 }
 

@@ -78,6 +78,8 @@ pub enum Code {
     ExperimentNotFound,
     /// An experiment with that key exists.
     ExperimentExists,
+    /// An experiment has started: its definition cannot change without approval.
+    ExperimentRunning,
     /// The resource's state does not allow the operation now (starting a
     /// running rollout, cancelling an applied change, …).
     StateConflict,
@@ -171,6 +173,11 @@ impl Code {
             Code::ExperimentNotFound => ("experiment_not_found", S::NOT_FOUND, "Experiment not found"),
             Code::ExperimentExists => ("experiment_exists", S::CONFLICT, "Experiment already exists"),
             Code::StateConflict => ("state_conflict", S::CONFLICT, "Not allowed in the current state"),
+            Code::ExperimentRunning => (
+                "experiment_running",
+                S::CONFLICT,
+                "Experiment has started; its definition is frozen",
+            ),
             Code::Overloaded => ("overloaded", S::TOO_MANY_REQUESTS, "Too many requests"),
             Code::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, "Service unavailable"),
             Code::DatabaseTooNew => (
@@ -243,6 +250,7 @@ impl Code {
         Code::ExperimentNotFound,
         Code::ExperimentExists,
         Code::StateConflict,
+        Code::ExperimentRunning,
         Code::Overloaded,
         Code::Unavailable,
         Code::DatabaseTooNew,

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod error;
 pub mod events;
+pub mod experiments;
 pub mod live;
 pub mod metrics;
 mod openapi;

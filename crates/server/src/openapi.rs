@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{audit, events, flags, metrics, ofrep, ops, rollouts, sdk, segments, tokens, workspaces};
+use crate::api::{audit, events, experiments, flags, metrics, ofrep, ops, rollouts, sdk, segments, tokens, workspaces};
 
 /// The API description served at `/api/openapi.json`.
 #[derive(OpenApi)]
@@ -33,6 +33,9 @@ use crate::api::{audit, events, flags, metrics, ofrep, ops, rollouts, sdk, segme
         rollouts::start_plan, rollouts::pause_plan, rollouts::resume_plan, rollouts::kill,
         rollouts::create_scheduled, rollouts::list_scheduled, rollouts::get_scheduled,
         rollouts::cancel_scheduled, rollouts::list_restores,
+        experiments::list_experiments, experiments::create_experiment, experiments::get_experiment,
+        experiments::update_experiment, experiments::start_experiment, experiments::results,
+        experiments::decide_experiment,
     ),
     modifiers(&Bearer),
     security(("bearer" = [])),

@@ -19,6 +19,7 @@
 mod audit;
 mod doc;
 mod error;
+mod experiments;
 mod migrate;
 mod model;
 mod postgres;
@@ -30,6 +31,7 @@ mod token;
 use sextant_core::{Flag, Segment, Targeting};
 
 pub use error::{FieldError, Kind, Result, StoreError};
+pub use experiments::*;
 pub use migrate::LATEST as SCHEMA_VERSION;
 pub use model::*;
 pub use replica::{ChangeFeed, ChangeNotice, FeedEvent, Leadership};

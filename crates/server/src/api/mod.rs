@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod events;
+pub mod experiments;
 pub mod flags;
 pub mod metrics;
 pub mod ofrep;

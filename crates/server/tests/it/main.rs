@@ -38,3 +38,6 @@ mod browser;
 
 /// Two servers on one PostgreSQL: changes, catch-up and reconnection across replicas.
 mod replicas;
+
+/// Experiments: frozen definitions, decisions, analysis of simulated data.
+mod experiments;

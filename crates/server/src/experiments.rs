@@ -1,0 +1,361 @@
+//! Experiment analysis: per arm and metric, from the SQL sufficient
+//! statistics of `Store::metric_breakdown`, through `sextant-stats`.
+//!
+//! Membership is decided by exposures: a unit belongs to the arm of its
+//! first exposure to the flag, and only its events from that hour on count
+//! (see `metric_breakdown`). Every comparison is treatment − control, the
+//! control being the first arm. For each treatment arm and metric:
+//!
+//! - the difference and the relative lift with (1 − α) intervals and a
+//!   p-value: fixed horizon uses Welch's t-test (count, sum, mean), the
+//!   two-proportion z-test (conversion) or the delta method (ratio), with
+//!   the relative lift by the delta method; sequential uses the asymptotic
+//!   confidence sequence on both, whose p-value is always valid;
+//! - the chance to win: the posterior probability that treatment is better
+//!   in the metric's good direction (normal posterior with a flat prior
+//!   for means and ratios, Beta(1, 1) posteriors for conversions);
+//! - `significant`: p < α — for a fixed horizon only once the planned
+//!   sample size is reached, since earlier looks would inflate errors.
+//!
+//! The sample ratio mismatch check compares the units per arm with the
+//! configured weights (chi-square, flagged at p < 0.001). CUPED needs
+//! per-unit pre-exposure values joined with post-exposure values, which
+//! the rollups hold (hourly per unit) but no store query returns yet, so
+//! results say it is unavailable rather than guess.
+
+use serde::Serialize;
+use sextant_stats::bayes::{BetaPrior, bayes_means, bayes_proportions};
+use sextant_stats::frequentist::{ratio_test, relative_lift, two_proportion_z_test, welch_t_test, z_test};
+use sextant_stats::sequential::{SequentialConfig, confidence_sequence};
+use sextant_stats::srm::sample_ratio_mismatch;
+use sextant_stats::{Interval, ProportionStats, RatioStats, StatsError, SufficientStats};
+use sextant_store::{Aggregation, AnalysisMethod, Direction, ExperimentDef, UnitSums};
+
+/// One metric's observations: its definition's parts and sums per variation.
+#[derive(Debug, Clone)]
+pub struct MetricInput {
+    /// Metric key.
+    pub metric: String,
+    /// How units' events become a value.
+    pub aggregation: Aggregation,
+    /// Which way is good.
+    pub good_direction: Direction,
+    /// Sums per variation (variations without exposures may be missing).
+    pub sums: Vec<(String, UnitSums)>,
+}
+
+/// The full analysis of an experiment at one look.
+#[derive(Debug, Clone, Serialize)]
+pub struct Analysis {
+    /// `fixed_horizon` or `sequential`.
+    pub method: AnalysisMethod,
+    /// Significance level.
+    pub alpha: f64,
+    /// Exposed units over all arms.
+    pub units: u64,
+    /// The planned sample size.
+    pub planned_sample_size: u64,
+    /// Whether the planned sample size is reached.
+    pub horizon_reached: bool,
+    /// Sample ratio mismatch against the configured weights.
+    pub srm: Srm,
+    /// The primary metric.
+    pub primary: MetricResult,
+    /// Guardrail metrics, in definition order.
+    pub guardrails: Vec<MetricResult>,
+    /// Whether CUPED was applied, and why not.
+    pub cuped: Cuped,
+}
+
+/// CUPED status of the analysis.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cuped {
+    /// Whether variance reduction was applied.
+    pub applied: bool,
+    /// Why not, when not.
+    pub reason: Option<String>,
+}
+
+/// Sample ratio mismatch result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Srm {
+    /// Units per arm, in arm order.
+    pub observed: Vec<u64>,
+    /// Expected units per arm from the configured weights.
+    pub expected: Vec<f64>,
+    /// Chi-square p-value (`None` when not computable, see `error`).
+    pub p_value: Option<f64>,
+    /// Whether p < 0.001: assignment or logging is broken; do not trust the results.
+    pub mismatch: bool,
+    /// Why the check could not run.
+    pub error: Option<String>,
+}
+
+/// One metric's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricResult {
+    /// Metric key.
+    pub metric: String,
+    /// Its aggregation.
+    pub aggregation: Aggregation,
+    /// Which way is good.
+    pub good_direction: Direction,
+    /// Each arm's units and value (per-unit mean, rate or ratio).
+    pub arms: Vec<ArmValue>,
+    /// Each treatment arm against control.
+    pub comparisons: Vec<Comparison>,
+}
+
+/// One arm's value of a metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArmValue {
+    /// Variation key.
+    pub variation: String,
+    /// Exposed units.
+    pub units: u64,
+    /// Per-unit mean (count, sum, mean), rate (conversion) or Σnum/Σden (ratio).
+    pub value: f64,
+}
+
+/// A treatment arm against control on one metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// The treatment variation.
+    pub variation: String,
+    /// Treatment − control, with its interval (`None`: see `error`).
+    pub difference: Option<f64>,
+    /// Interval of the difference.
+    pub difference_ci: Option<Interval>,
+    /// Treatment / control − 1.
+    pub lift: Option<f64>,
+    /// Interval of the lift.
+    pub lift_ci: Option<Interval>,
+    /// Fixed-horizon p-value, or always-valid p-value when sequential.
+    pub p_value: Option<f64>,
+    /// Posterior probability that treatment is better in the good direction.
+    pub chance_to_win: Option<f64>,
+    /// p < α (and, for a fixed horizon, the planned size reached).
+    pub significant: bool,
+    /// Why the statistics could not be computed (too few units, no variance…).
+    pub error: Option<String>,
+}
+
+/// Per-arm statistics of a metric in a comparable form.
+enum ArmStats {
+    Means(SufficientStats),
+    Rates(ProportionStats),
+    Ratios(RatioStats),
+}
+
+impl ArmStats {
+    fn new(aggregation: Aggregation, s: &UnitSums) -> Result<Self, StatsError> {
+        Ok(match aggregation {
+            Aggregation::Conversion => ArmStats::Rates(ProportionStats::new(s.n, s.sum.round().max(0.0) as u64)?),
+            Aggregation::Ratio => ArmStats::Ratios(RatioStats::new(
+                s.n,
+                s.sum,
+                s.sum_sq,
+                s.sum_den,
+                s.sum_den_sq,
+                s.sum_cross,
+            )?),
+            Aggregation::Count | Aggregation::Sum | Aggregation::Mean => {
+                ArmStats::Means(SufficientStats::new(s.n, s.sum, s.sum_sq)?)
+            }
+        })
+    }
+
+    /// Value and variance of the value.
+    fn value(&self) -> Result<(f64, f64), StatsError> {
+        Ok(match self {
+            ArmStats::Means(s) => (s.mean(), s.variance_of_mean()?),
+            ArmStats::Rates(s) => (s.rate(), s.variance_of_rate()),
+            ArmStats::Ratios(s) => (s.ratio(), s.variance_of_ratio()?),
+        })
+    }
+}
+
+fn value_of(aggregation: Aggregation, s: &UnitSums) -> f64 {
+    let n = s.n as f64;
+    match aggregation {
+        Aggregation::Ratio if s.sum_den != 0.0 => s.sum / s.sum_den,
+        Aggregation::Ratio => f64::NAN,
+        _ if s.n == 0 => 0.0,
+        _ => s.sum / n,
+    }
+}
+
+/// P(Z < z) from a two-sided z-test p-value.
+fn normal_cdf(estimate: f64, se: f64, alpha: f64) -> Result<f64, StatsError> {
+    let p = z_test(estimate, se, alpha)?.p_value;
+    Ok(if estimate >= 0.0 { 1.0 - p / 2.0 } else { p / 2.0 })
+}
+
+/// Analyses `def` on `primary` and `guardrails` (same order as the definition).
+pub fn analyze(def: &ExperimentDef, primary: &MetricInput, guardrails: &[MetricInput]) -> Analysis {
+    let sums = |m: &MetricInput, v: &str| m.sums.iter().find(|(k, _)| k == v).map(|(_, s)| *s).unwrap_or_default();
+    let observed: Vec<u64> = def.arms.iter().map(|a| sums(primary, &a.variation).n).collect();
+    let units: u64 = observed.iter().sum();
+    let horizon_reached = units >= def.planned_sample_size;
+    let weights: Vec<f64> = def.arms.iter().map(|a| a.weight).collect();
+    let srm = match sample_ratio_mismatch(&observed, &weights) {
+        Ok(r) => Srm {
+            observed: observed.clone(),
+            expected: r.expected,
+            p_value: Some(r.p_value),
+            mismatch: r.mismatch,
+            error: None,
+        },
+        Err(e) => Srm {
+            observed: observed.clone(),
+            expected: Vec::new(),
+            p_value: None,
+            mismatch: false,
+            error: Some(e.to_string()),
+        },
+    };
+    let metric = |m: &MetricInput| metric_result(def, m, horizon_reached, &sums);
+    Analysis {
+        method: def.analysis,
+        alpha: def.alpha,
+        units,
+        planned_sample_size: def.planned_sample_size,
+        horizon_reached,
+        srm,
+        primary: metric(primary),
+        guardrails: guardrails.iter().map(metric).collect(),
+        cuped: Cuped {
+            applied: false,
+            reason: Some(if def.pre_period_days == 0 {
+                "no pre-period configured (pre_period_days = 0)".into()
+            } else {
+                "pre-period sums are not queried yet: the store has no per-unit pre/post join".into()
+            }),
+        },
+    }
+}
+
+fn metric_result(
+    def: &ExperimentDef,
+    m: &MetricInput,
+    horizon_reached: bool,
+    sums: &dyn Fn(&MetricInput, &str) -> UnitSums,
+) -> MetricResult {
+    let arms = def
+        .arms
+        .iter()
+        .map(|a| {
+            let s = sums(m, &a.variation);
+            ArmValue {
+                variation: a.variation.clone(),
+                units: s.n,
+                value: value_of(m.aggregation, &s),
+            }
+        })
+        .collect();
+    let control = sums(m, &def.arms[0].variation);
+    let comparisons = def.arms[1..]
+        .iter()
+        .map(|a| {
+            let treatment = sums(m, &a.variation);
+            compare(def, m, &control, &treatment, horizon_reached)
+                .unwrap_or_else(|e| Comparison {
+                    variation: String::new(),
+                    difference: None,
+                    difference_ci: None,
+                    lift: None,
+                    lift_ci: None,
+                    p_value: None,
+                    chance_to_win: None,
+                    significant: false,
+                    error: Some(e.to_string()),
+                })
+                .with_variation(&a.variation)
+        })
+        .collect();
+    MetricResult {
+        metric: m.metric.clone(),
+        aggregation: m.aggregation,
+        good_direction: m.good_direction,
+        arms,
+        comparisons,
+    }
+}
+
+impl Comparison {
+    fn with_variation(mut self, v: &str) -> Self {
+        v.clone_into(&mut self.variation);
+        self
+    }
+}
+
+fn compare(
+    def: &ExperimentDef,
+    m: &MetricInput,
+    control: &UnitSums,
+    treatment: &UnitSums,
+    horizon_reached: bool,
+) -> Result<Comparison, StatsError> {
+    let alpha = def.alpha;
+    let c = ArmStats::new(m.aggregation, control)?;
+    let t = ArmStats::new(m.aggregation, treatment)?;
+    let ((vc, varc), (vt, vart)) = (c.value()?, t.value()?);
+    let n = (control.n + treatment.n) as f64;
+    // Fixed-horizon tests, each the standard one for its kind of metric.
+    let (difference, fixed_ci, fixed_p) = match (&c, &t) {
+        (ArmStats::Means(c), ArmStats::Means(t)) => {
+            let w = welch_t_test(c, t, alpha)?;
+            (w.difference, w.ci, w.p_value)
+        }
+        (ArmStats::Rates(c), ArmStats::Rates(t)) => {
+            let z = two_proportion_z_test(c, t, alpha)?;
+            (z.difference, z.ci, z.p_value)
+        }
+        (ArmStats::Ratios(c), ArmStats::Ratios(t)) => {
+            let r = ratio_test(c, t, alpha)?;
+            (r.difference.estimate, r.difference.ci, r.difference.p_value)
+        }
+        _ => unreachable!("both arms come from one aggregation"),
+    };
+    let lift = relative_lift(vc, varc, vt, vart, alpha)?;
+    let se = (varc + vart).sqrt();
+    let (difference_ci, lift_ci, p_value, significant) = match def.analysis {
+        AnalysisMethod::FixedHorizon => (fixed_ci, lift.ci, fixed_p, horizon_reached && fixed_p < alpha),
+        AnalysisMethod::Sequential => {
+            // Tuned to be tightest at the planned size.
+            let config = SequentialConfig::new(alpha, def.planned_sample_size.max(2) as f64)?;
+            let d = confidence_sequence(difference, se, n, &config)?;
+            let l = confidence_sequence(lift.estimate, lift.std_error, n, &config)?;
+            (d.ci, l.ci, d.p_value, d.p_value < alpha)
+        }
+    };
+    let beats = match (&c, &t) {
+        (ArmStats::Means(c), ArmStats::Means(t)) => bayes_means(c, t, None, alpha)?.chance_to_beat,
+        (ArmStats::Rates(c), ArmStats::Rates(t)) => {
+            bayes_proportions(c, t, &BetaPrior::default(), alpha)?.chance_to_beat
+        }
+        _ => normal_cdf(difference, se, alpha)?,
+    };
+    let chance_to_win = match m.good_direction {
+        Direction::Increase => beats,
+        Direction::Decrease => 1.0 - beats,
+    };
+    Ok(Comparison {
+        variation: String::new(),
+        difference: Some(difference),
+        difference_ci: Some(difference_ci),
+        lift: Some(lift.estimate),
+        lift_ci: Some(lift_ci),
+        p_value: Some(p_value),
+        chance_to_win: Some(chance_to_win),
+        significant,
+        error: None,
+    })
+}
+
+impl Analysis {
+    /// Whether some treatment arm is significant on the primary metric.
+    pub fn primary_significant(&self) -> bool {
+        self.primary.comparisons.iter().any(|c| c.significant)
+    }
+}

@@ -1,0 +1,286 @@
+use chrono::Utc;
+use reqwest::Method;
+use serde_json::{Value, json};
+use sextant_store::ChangeMeta;
+
+use crate::support::{ADMIN, TestServer};
+
+const EXPERIMENTS: &str = "/api/v1/workspaces/default/experiments";
+
+/// SplitMix64: a seeded, dependency-free generator for simulated traffic.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+async fn metrics(s: &TestServer) {
+    for m in [
+        json!({"key": "conversion", "name": "Conversion", "aggregation": "conversion", "event": "purchase",
+               "good_direction": "increase", "north_star": true}),
+        json!({"key": "revenue", "name": "Revenue", "aggregation": "mean", "event": "purchase",
+               "good_direction": "increase", "parent": "conversion"}),
+        json!({"key": "errors", "name": "Errors", "aggregation": "count", "event": "error",
+               "good_direction": "decrease", "parent": "conversion"}),
+    ] {
+        s.state
+            .store
+            .create_metric(
+                "default",
+                serde_json::from_value(m).unwrap(),
+                &ChangeMeta::new("test", None),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+fn experiment(extra: Value) -> Value {
+    let mut e = json!({
+        "key": "checkout-button", "environment": "production", "flag": "checkout",
+        "arms": [{"variation": "off", "weight": 50}, {"variation": "on", "weight": 50}],
+        "primary_metric": "conversion", "guardrails": ["revenue", "errors"],
+        "hypothesis": {"direction": "increase", "minimum_effect": 0.05},
+        "success_criteria": "conversion up by at least 5% with errors not worse",
+        "planned_sample_size": 20000
+    });
+    if let (Some(e), Some(extra)) = (e.as_object_mut(), extra.as_object()) {
+        e.extend(extra.clone());
+    }
+    e
+}
+
+async fn create(s: &TestServer, extra: Value) {
+    s.flag("checkout", "production").await;
+    metrics(s).await;
+    let r = s.post(EXPERIMENTS, json!({"experiment": experiment(extra)})).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["status"], "draft");
+}
+
+/// `units` simulated users alternating between control (`off`) and
+/// treatment (`on`) as SDKs report exposures: each buys with probability
+/// 10% (control) or 13% (treatment), spending uniform(0, 100), and errs
+/// with probability 5% in both arms. Seeded.
+async fn simulate(s: &TestServer, units: u32, seed: u64) {
+    let env = s.state.store.get_environment("default", "production").await.unwrap();
+    let now_ms = Utc::now().timestamp_millis();
+    let mut rng = Rng(seed);
+    let mut b = sextant_store::EventBatchBuilder::with_capacity(units as usize * 3);
+    for i in 0..units {
+        let unit = format!("sim-{i}");
+        let (variation, buy) = if i % 2 == 0 { ("off", 0.10) } else { ("on", 0.13) };
+        b.exposure("checkout", variation, &unit, now_ms);
+        if rng.next() < buy {
+            b.track("purchase", &unit, Some(100.0 * rng.next()), now_ms, None);
+        }
+        if rng.next() < 0.05 {
+            b.track("error", &unit, None, now_ms, None);
+        }
+    }
+    s.state
+        .store
+        .append_event_batches(&[b.finish(env.id, None)])
+        .await
+        .unwrap();
+    s.state.store.rollup_events(1_000).await.unwrap();
+}
+
+fn within(ci: &Value, truth: f64) -> bool {
+    ci["lower"].as_f64().unwrap() <= truth && truth <= ci["upper"].as_f64().unwrap()
+}
+
+#[tokio::test]
+async fn a_simulated_effect_is_recovered_within_the_reported_intervals() {
+    let s = TestServer::start().await;
+    create(&s, json!({})).await;
+    let r = s.post(&format!("{EXPERIMENTS}/checkout-button/start"), json!({})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    simulate(&s, 20_000, 8).await;
+    let r = s.get(&format!("{EXPERIMENTS}/checkout-button/results")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let a = &r.body["analysis"];
+    assert_eq!(a["units"], 20_000);
+    assert_eq!(a["horizon_reached"], true);
+    assert_eq!(a["srm"]["mismatch"], false, "{}", a["srm"]);
+    // Conversion: 10% → 13%, +0.03 absolute, +30% relative.
+    let c = &a["primary"]["comparisons"][0];
+    assert_eq!(c["variation"], "on");
+    assert!(within(&c["difference_ci"], 0.03), "{c}");
+    assert!(within(&c["lift_ci"], 0.30), "{c}");
+    assert!(c["p_value"].as_f64().unwrap() < 0.001, "{c}");
+    assert_eq!(c["significant"], true);
+    assert!(c["chance_to_win"].as_f64().unwrap() > 0.99, "{c}");
+    // Revenue per unit: 0.10 × 50 = 5 → 0.13 × 50 = 6.5.
+    let rev = &a["guardrails"][0];
+    assert_eq!(rev["metric"], "revenue");
+    assert!(within(&rev["comparisons"][0]["difference_ci"], 1.5), "{rev}");
+    assert!(within(&rev["comparisons"][0]["lift_ci"], 0.30), "{rev}");
+    // Errors: no effect, and the interval says so.
+    let err = &a["guardrails"][1]["comparisons"][0];
+    assert!(within(&err["difference_ci"], 0.0), "{err}");
+    // The first significant look is recorded, with the deadline a week later.
+    let e = &r.body["experiment"];
+    let at = sextant_store::parse_time(e["significant_at"].as_str().unwrap()).unwrap();
+    let by = sextant_store::parse_time(e["decide_by"].as_str().unwrap()).unwrap();
+    assert_eq!(by - at, chrono::Duration::days(7));
+    assert_eq!(r.body["decision_overdue"], false);
+    let again = s.get(&format!("{EXPERIMENTS}/checkout-button/results")).await;
+    assert_eq!(again.body["experiment"]["significant_at"], e["significant_at"]);
+}
+
+#[tokio::test]
+async fn a_sequential_analysis_reports_wider_always_valid_intervals_that_still_cover_the_effect() {
+    let s = TestServer::start().await;
+    create(&s, json!({"analysis": "sequential"})).await;
+    s.post(&format!("{EXPERIMENTS}/checkout-button/start"), json!({})).await;
+    simulate(&s, 20_000, 8).await;
+    let r = s.get(&format!("{EXPERIMENTS}/checkout-button/results")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let c = &r.body["analysis"]["primary"]["comparisons"][0];
+    assert!(within(&c["difference_ci"], 0.03), "{c}");
+    assert!(within(&c["lift_ci"], 0.30), "{c}");
+    assert_eq!(c["significant"], true, "{c}");
+    assert_eq!(r.body["analysis"]["method"], "sequential");
+}
+
+#[tokio::test]
+async fn a_fixed_horizon_result_is_not_significant_before_the_planned_sample_size() {
+    let s = TestServer::start().await;
+    create(&s, json!({"planned_sample_size": 100_000})).await;
+    s.post(&format!("{EXPERIMENTS}/checkout-button/start"), json!({})).await;
+    simulate(&s, 20_000, 8).await;
+    let r = s.get(&format!("{EXPERIMENTS}/checkout-button/results")).await;
+    assert_eq!(r.body["analysis"]["horizon_reached"], false);
+    assert_eq!(r.body["analysis"]["primary"]["comparisons"][0]["significant"], false);
+    assert_eq!(r.body["experiment"]["significant_at"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_started_experiment_is_frozen_and_a_decision_needs_a_product_owner_and_a_learning() {
+    let s = TestServer::start().await;
+    create(&s, json!({})).await;
+    let one = format!("{EXPERIMENTS}/checkout-button");
+    let r = s
+        .call(
+            Method::PUT,
+            &one,
+            ADMIN,
+            Some(json!({"experiment": experiment(json!({"planned_sample_size": 30000}))})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    s.post(&format!("{one}/results"), json!({}))
+        .await
+        .assert_problem(405, "method_not_allowed");
+    s.get(&format!("{one}/results"))
+        .await
+        .assert_problem(409, "state_conflict");
+    let engineer = s
+        .token(json!({"name": "eng", "kind": "admin", "role": "engineer"}))
+        .await;
+    let r = s
+        .call(Method::POST, &format!("{one}/start"), &engineer, Some(json!({})))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "running");
+    let r = s
+        .call(
+            Method::PUT,
+            &one,
+            ADMIN,
+            Some(json!({"experiment": experiment(json!({"planned_sample_size": 40000}))})),
+        )
+        .await;
+    r.assert_problem(409, "experiment_running");
+    assert!(r.body["detail"].as_str().unwrap().contains("approval"), "{:?}", r.body);
+    s.post(&format!("{one}/start"), json!({}))
+        .await
+        .assert_problem(409, "state_conflict");
+    let decide = json!({"decision": "ship", "learning": "a bigger button sells more"});
+    s.call(Method::POST, &format!("{one}/decide"), &engineer, Some(decide.clone()))
+        .await
+        .assert_problem(403, "permission_denied");
+    s.post(&format!("{one}/decide"), json!({"decision": "ship", "learning": "  "}))
+        .await
+        .assert_problem(422, "validation_failed");
+    let product = s.token(json!({"name": "pm", "kind": "admin", "role": "product"})).await;
+    let r = s
+        .call(Method::POST, &format!("{one}/decide"), &product, Some(decide))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "decided");
+    assert_eq!(r.body["decision"], "ship");
+    assert!(r.body["decided_by"].as_str().unwrap().starts_with("pm"), "{:?}", r.body);
+    assert_eq!(r.body["definition"]["planned_sample_size"], 30000);
+    let log = s.get(&format!("{EXPERIMENTS}?status=decided")).await;
+    assert_eq!(log.body["items"][0]["learning"], "a bigger button sells more");
+    s.post(
+        &format!("{one}/decide"),
+        json!({"decision": "kill", "learning": "again"}),
+    )
+    .await
+    .assert_problem(409, "state_conflict");
+}
+
+#[tokio::test]
+async fn an_invalid_experiment_names_every_wrong_field() {
+    let s = TestServer::start().await;
+    s.flag("checkout", "production").await;
+    metrics(&s).await;
+    let bad = experiment(json!({
+        "arms": [{"variation": "off", "weight": 50}, {"variation": "blue", "weight": 0}],
+        "primary_metric": "nope", "guardrails": ["errors", "errors"],
+        "hypothesis": {"direction": "increase", "minimum_effect": 0}, "success_criteria": " ", "alpha": 0.7
+    }));
+    let r = s.post(EXPERIMENTS, json!({"experiment": bad})).await;
+    r.assert_problem(422, "validation_failed");
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "/experiment/arms/1/variation",
+            "/experiment/arms/1/weight",
+            "/experiment/primary_metric",
+            "/experiment/guardrails/1",
+            "/experiment/hypothesis/minimum_effect",
+            "/experiment/success_criteria",
+            "/experiment/alpha",
+        ]
+    );
+    let r = s
+        .post(
+            EXPERIMENTS,
+            json!({"experiment": experiment(json!({"flag": "missing"}))}),
+        )
+        .await;
+    r.assert_problem(422, "validation_failed");
+    let viewer = s.token(json!({"name": "v", "kind": "admin", "role": "viewer"})).await;
+    s.call(
+        Method::POST,
+        EXPERIMENTS,
+        &viewer,
+        Some(json!({"experiment": experiment(json!({}))})),
+    )
+    .await
+    .assert_problem(403, "permission_denied");
+    s.get(&format!("{EXPERIMENTS}/nope"))
+        .await
+        .assert_problem(404, "experiment_not_found");
+    let r = s.post(EXPERIMENTS, json!({"experiment": experiment(json!({}))})).await;
+    assert_eq!(r.status, 201);
+    s.post(EXPERIMENTS, json!({"experiment": experiment(json!({}))}))
+        .await
+        .assert_problem(409, "experiment_exists");
+}
