@@ -15,6 +15,7 @@ mod apply;
 mod client;
 mod demo;
 mod eval;
+mod experiment;
 mod flag;
 mod metric;
 mod output;
@@ -113,6 +114,8 @@ enum Command {
     Metric(metric::MetricArgs),
     /// Send a track event with an SDK token (for scripts and demos).
     Track(metric::TrackArgs),
+    /// Experiments: create, start, results (JSON or table), decide.
+    Experiment(experiment::ExperimentArgs),
     /// Load the demo workspace into a running server.
     Demo(demo::DemoArgs),
     /// Evaluate a flag from a Sextant, Unleash or flagd file and print the
@@ -160,6 +163,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Segment(args) => admin::segment(args),
         Command::Metric(args) => metric::metric(args),
         Command::Track(args) => metric::track(args),
+        Command::Experiment(args) => experiment::run(args),
         Command::Token(args) => admin::token(args),
         Command::Env(args) => admin::env(args),
         Command::Apply(args) => apply::apply(args),

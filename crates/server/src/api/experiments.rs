@@ -12,7 +12,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use sextant_store::{Decision, ExperimentDef, ExperimentRecord, ExperimentStatus, HOUR_MS, HourRange, StoreError};
+use sextant_store::{
+    Decision, ExperimentDef, ExperimentRecord, ExperimentStatus, HOUR_MS, HourRange, NewLearning, StoreError,
+};
 use utoipa::{IntoParams, ToSchema};
 
 use super::rollouts::Reason;
@@ -229,6 +231,16 @@ pub async fn decide_experiment(
         .decide_experiment(&ws, &key, body.decision, &body.learning, &meta)
         .await?
         .value;
+    // The learning joins the workspace's learnings log. A second
+    // transaction: if it fails the decision stands and the error says so.
+    let learning = NewLearning {
+        source: "experiment".into(),
+        source_ref: Some(key.clone()),
+        what: body.learning.trim().to_owned(),
+        evidence: Some(format!("/api/v1/workspaces/{ws}/experiments/{key}/results")),
+        owner: admin.actor(),
+    };
+    state.store.record_learning(&ws, &learning, &meta).await?;
     Ok(view(&rec, StatusCode::OK))
 }
 

@@ -221,6 +221,15 @@ async fn a_started_experiment_is_frozen_and_a_decision_needs_a_product_owner_and
     assert_eq!(r.body["definition"]["planned_sample_size"], 30000);
     let log = s.get(&format!("{EXPERIMENTS}?status=decided")).await;
     assert_eq!(log.body["items"][0]["learning"], "a bigger button sells more");
+    let learnings = s
+        .state
+        .store
+        .list_learnings("default", &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(learnings.len(), 1);
+    assert_eq!(learnings[0].what, "a bigger button sells more");
+    assert_eq!(learnings[0].source, "experiment");
     s.post(
         &format!("{one}/decide"),
         json!({"decision": "kill", "learning": "again"}),
