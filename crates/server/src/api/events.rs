@@ -154,6 +154,19 @@ fn add_event(
     Ok(())
 }
 
+/// Reads and discards up to [`MAX_BODY`] bytes of a body.
+async fn drain(body: Body) {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.len();
+        if seen > MAX_BODY {
+            break;
+        }
+    }
+}
+
 fn refused(state: &AppState, r: Refused) -> ApiError {
     match r {
         Refused::Full => {
@@ -187,8 +200,16 @@ pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Body
             ));
         }
     };
-    // Admission before reading the body: bounded memory under overload.
-    let _slot = state.events.slot().map_err(|r| refused(&state, r))?;
+    // Admission before buffering the body: bounded memory under overload.
+    // A refused body is drained chunk by chunk (nothing kept) so the client
+    // reads the 429 and its Retry-After instead of a reset connection.
+    let _slot = match state.events.slot() {
+        Ok(slot) => slot,
+        Err(r) => {
+            drain(body).await;
+            return Err(refused(&state, r));
+        }
+    };
     let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::new(
             Code::BodyTooLarge,

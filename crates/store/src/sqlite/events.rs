@@ -94,9 +94,10 @@ impl SqliteStore {
 
     pub(crate) async fn rollup_events(&self, max_batches: i64) -> Result<RollupProgress> {
         let _guard = self.write.lock().await;
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query("PRAGMA temp_store = MEMORY").execute(&mut *conn).await?;
-        let mut tx = conn.begin().await?;
+        // The staging table uses SQLite's default temp store (a temp file
+        // behind the page cache), so a large catch-up does not hold its rows
+        // in process memory.
+        let mut tx = self.pool.begin().await?;
         let last: i64 = sqlx::query("SELECT last_batch FROM event_rollup_state WHERE id = 1")
             .fetch_one(&mut *tx)
             .await?

@@ -1,0 +1,314 @@
+//! Event ingestion and aggregation benchmark (results in BENCHMARKS.md).
+//!
+//! `cargo run --release -p sextant-server --example events_load [SECONDS] [AGG_EVENTS]`
+//! (SECONDS = 0: only the aggregation part)
+//!
+//! 1. Starts the real server in a child process (this binary, `serve`
+//!    mode) on 127.0.0.1:0 with a fresh SQLite file, so its memory is
+//!    measured apart from the load generator.
+//! 2. Throughput: 8 keep-alive connections post batches of 1,000 events
+//!    (unique `batch_id`s) for SECONDS (default 10); counts 202s (durable).
+//! 3. Overload: 80 connections (10× the concurrency) for SECONDS; counts
+//!    202s and 429s and samples the server's RSS.
+//! 4. Aggregation: in this process, appends AGG_EVENTS (default 10M)
+//!    events to a fresh SQLite file, then times the rollup into per-unit
+//!    hourly sums (64 batches per transaction, as the server does), one
+//!    metric's sufficient statistics and its breakdown; reports peak RSS.
+//!
+//! Loopback only; bounded in time and count.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sextant_server::{AppState, Config};
+use sextant_store::{
+    Aggregation, ChangeMeta, Direction, EventBatchBuilder, HOUR_MS, HourRange, MetricDef, NewGrant, Store,
+};
+
+const ADMIN: &str = "sxa_bench_admin";
+const SDK: &str = "sxs_bench_server_token";
+const BATCH: usize = 1000;
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("serve") {
+        serve(&args[2]).await;
+        return;
+    }
+    let seconds: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let agg_events: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
+    if seconds == 0 {
+        aggregate(agg_events).await;
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ingest.db");
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .arg("serve")
+        .arg(&db)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let addr = lines.next_line().await.unwrap().unwrap();
+    let url = format!("http://{addr}/events/v1/batch");
+    let bodies = Arc::new(bodies());
+    println!(
+        "server pid {pid} at {addr}; idle RSS {} MiB",
+        rss_kib(pid, "VmRSS") / 1024
+    );
+
+    let (ok, refused, secs) = load(&url, &bodies, 8, Duration::from_secs(seconds), pid).await;
+    println!(
+        "throughput: {:.0} events/s durable ({} batches of {BATCH} in {secs:.1} s, {refused} answered 429); peak RSS {} MiB",
+        ok as f64 * BATCH as f64 / secs,
+        ok,
+        rss_kib(pid, "VmHWM") / 1024
+    );
+    let (ok, refused, secs) = load(&url, &bodies, 80, Duration::from_secs(seconds), pid).await;
+    println!(
+        "overload (80 connections): {:.0} events/s durable, {:.0} requests/s refused with 429; peak RSS {} MiB",
+        ok as f64 * BATCH as f64 / secs,
+        refused as f64 / secs,
+        rss_kib(pid, "VmHWM") / 1024
+    );
+    drop(child);
+
+    aggregate(agg_events).await;
+}
+
+/// Posts batches on `connections` connections for `duration`; returns (202s, 429s, seconds).
+async fn load(
+    url: &str,
+    bodies: &Arc<Vec<String>>,
+    connections: usize,
+    duration: Duration,
+    pid: u32,
+) -> (u64, u64, f64) {
+    let ok = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let seq = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let http = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+        let (url, bodies, ok, refused, seq) =
+            (url.to_owned(), bodies.clone(), ok.clone(), refused.clone(), seq.clone());
+        tasks.push(tokio::spawn(async move {
+            while start.elapsed() < duration {
+                let n = seq.fetch_add(1, Ordering::Relaxed);
+                let body = bodies[(n as usize) % bodies.len()].replacen("BATCHID", &format!("{pid}-{n:016}"), 1);
+                let r = http
+                    .post(&url)
+                    .bearer_auth(SDK)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                match r.map(|r| r.status().as_u16()) {
+                    Ok(202) => ok.fetch_add(1, Ordering::Relaxed),
+                    Ok(429) => {
+                        tokio::task::yield_now().await;
+                        refused.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Ok(status) => panic!("unexpected answer {status}"),
+                    Err(e) => panic!("request failed: {e}"),
+                };
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (
+        ok.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+        start.elapsed().as_secs_f64(),
+    )
+}
+
+/// 16 batch bodies of 1,000 events (90 % track over 5 event names, 10 %
+/// exposures) over 100,000 units, each with a `BATCHID` placeholder.
+fn bodies() -> Vec<String> {
+    let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..16)
+        .map(|_| {
+            let events: Vec<serde_json::Value> = (0..BATCH)
+                .map(|_| {
+                    let r = next();
+                    let unit = format!("user-{}", r % 100_000);
+                    if r.is_multiple_of(10) {
+                        serde_json::json!({"kind": "exposure", "flag": "new-checkout",
+                            "variation": if r.is_multiple_of(20) { "on" } else { "off" }, "targeting_key": unit, "timestamp": ts})
+                    } else {
+                        serde_json::json!({"kind": "track", "event": format!("event-{}", r % 5), "targeting_key": unit,
+                            "value": (r % 10_000) as f64 / 100.0, "timestamp": ts})
+                    }
+                })
+                .collect();
+            serde_json::json!({"batch_id": "BATCHID", "events": events}).to_string()
+        })
+        .collect()
+}
+
+/// Child mode: the real server on 127.0.0.1:0; prints its address; runs until killed.
+async fn serve(db: &str) {
+    let store = Arc::new(Store::open(db).await.unwrap());
+    store.bootstrap(Some(ADMIN)).await.unwrap();
+    let grant = NewGrant::Server {
+        workspace: "default".into(),
+        environment: "production".into(),
+    };
+    store
+        .create_token_with_secret("bench", &grant, SDK, &ChangeMeta::new("bench", None))
+        .await
+        .unwrap();
+    let state = AppState::new(store, Config::default()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("{}", listener.local_addr().unwrap());
+    sextant_server::run(listener, state, std::future::pending())
+        .await
+        .unwrap();
+}
+
+/// Appends `total` events straight into a fresh store, then times the rollup.
+async fn aggregate(total: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("agg.db").to_string_lossy()).await.unwrap();
+    store.bootstrap(Some(ADMIN)).await.unwrap();
+    let env = store.get_environment("default", "production").await.unwrap().id;
+    let metric = MetricDef {
+        key: "revenue".into(),
+        name: "Revenue".into(),
+        aggregation: Aggregation::Sum,
+        event: Some("event-0".into()),
+        numerator: None,
+        denominator: None,
+        good_direction: Direction::Increase,
+        unit: None,
+        description: None,
+        owner: None,
+        parent: None,
+        north_star: true,
+    };
+    store
+        .create_metric("default", metric, &ChangeMeta::new("bench", None))
+        .await
+        .unwrap();
+    let hour0 = chrono::Utc::now().timestamp_millis() / HOUR_MS - 24 * 7;
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let start = Instant::now();
+    let mut written = 0u64;
+    while written < total {
+        let mut group = Vec::new();
+        for _ in 0..50 {
+            let mut b = EventBatchBuilder::with_capacity(BATCH);
+            for _ in 0..BATCH {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // A week of hours, 1M units, 5 event names, 10 % exposures.
+                let ts = (hour0 + (written as i64 * 168 / total as i64)) * HOUR_MS + (x % 3_600_000) as i64;
+                let unit = format!("user-{}", (x >> 8) % 1_000_000);
+                if x.is_multiple_of(10) {
+                    b.exposure(
+                        "new-checkout",
+                        if x.is_multiple_of(20) { "on" } else { "off" },
+                        &unit,
+                        ts,
+                    );
+                } else {
+                    b.track(
+                        &format!("event-{}", (x >> 4) % 5),
+                        &unit,
+                        Some((x % 10_000) as f64 / 100.0),
+                        ts,
+                        None,
+                    );
+                }
+            }
+            written += BATCH as u64;
+            group.push(b.finish(env, None));
+        }
+        store.append_event_batches(&group).await.unwrap();
+    }
+    let pid = std::process::id();
+    println!(
+        "appended {written} events in {:.1} s (direct, no HTTP)",
+        start.elapsed().as_secs_f64()
+    );
+    let start = Instant::now();
+    loop {
+        if store.rollup_events(64).await.unwrap().caught_up {
+            break;
+        }
+    }
+    let rollup = start.elapsed().as_secs_f64();
+    println!(
+        "rollup of {written} events into per-unit hourly sums: {rollup:.1} s ({:.0} events/s); process peak RSS {} MiB",
+        written as f64 / rollup,
+        rss_kib(pid, "VmHWM") / 1024
+    );
+    let now_h = chrono::Utc::now().timestamp_millis() / HOUR_MS + 1;
+    let start = Instant::now();
+    let sums = store
+        .metric_sums(
+            "default",
+            "production",
+            "revenue",
+            HourRange {
+                from: now_h - 24 * 8,
+                to: now_h,
+            },
+        )
+        .await
+        .unwrap();
+    println!(
+        "sufficient statistics of one metric over the week (n = {}, Σx = {:.0}): {:.2} s",
+        sums.n,
+        sums.sum,
+        start.elapsed().as_secs_f64()
+    );
+    let start = Instant::now();
+    let rows = store
+        .metric_breakdown(
+            "default",
+            "production",
+            "revenue",
+            "new-checkout",
+            HourRange {
+                from: now_h - 24 * 8,
+                to: now_h,
+            },
+        )
+        .await
+        .unwrap();
+    println!(
+        "breakdown by variation ({} variations): {:.2} s; peak RSS {} MiB",
+        rows.len(),
+        start.elapsed().as_secs_f64(),
+        rss_kib(pid, "VmHWM") / 1024
+    );
+}
