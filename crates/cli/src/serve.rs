@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
+use sextant_server::ratelimit::RateLimit;
 use sextant_server::{AppState, Config};
 use sextant_store::{ChangeMeta, DEFAULT_DATABASE_URL, NewGrant, Role, Store};
 
@@ -55,6 +56,12 @@ pub struct ServeArgs {
     /// Evaluations in flight before answering 429 [default: 10000].
     #[arg(long, env = "SEXTANT_MAX_INFLIGHT_EVALUATIONS")]
     max_inflight_evaluations: Option<usize>,
+    /// Requests per second each token may send before 429; 0 = unlimited [default: 5000].
+    #[arg(long, env = "SEXTANT_TOKEN_RATE_LIMIT")]
+    token_rate_limit: Option<u32>,
+    /// Requests a token may send at once after idling [default: the rate].
+    #[arg(long, env = "SEXTANT_TOKEN_RATE_BURST")]
+    token_rate_burst: Option<u32>,
     /// Load the demo workspace (flags with hypotheses, segments, a rollout in progress).
     #[arg(long, env = "SEXTANT_DEMO")]
     demo: bool,
@@ -70,6 +77,8 @@ struct FileConfig {
     admin_token: Option<String>,
     public_url: Option<String>,
     max_inflight_evaluations: Option<usize>,
+    token_rate_limit: Option<u32>,
+    token_rate_burst: Option<u32>,
     demo: Option<bool>,
 }
 
@@ -88,6 +97,8 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Evaluation concurrency bound.
     pub max_inflight_evaluations: usize,
+    /// Per-token rate limit; `None` = unlimited.
+    pub rate_limit: Option<RateLimit>,
     /// Load the demo.
     pub demo: bool,
     /// The file read, if any.
@@ -111,7 +122,7 @@ impl ServeArgs {
                     .with_context(|| format!("cannot read the config file {}", p.display()))?;
                 toml::from_str::<FileConfig>(&text).map_err(|e| {
                     anyhow::anyhow!(
-                        "{} is not a valid Sextant config: {}\n  hint: keys are listen, database_url, log_format, admin_token, public_url, max_inflight_evaluations, demo",
+                        "{} is not a valid Sextant config: {}\n  hint: keys are listen, database_url, log_format, admin_token, public_url, max_inflight_evaluations, token_rate_limit, token_rate_burst, demo",
                         p.display(),
                         e.to_string().trim_end()
                     )
@@ -142,6 +153,14 @@ impl ServeArgs {
                 .max_inflight_evaluations
                 .or(file.max_inflight_evaluations)
                 .unwrap_or(10_000),
+            rate_limit: {
+                let rate = self.token_rate_limit.or(file.token_rate_limit).unwrap_or(5_000);
+                let burst = self.token_rate_burst.or(file.token_rate_burst).unwrap_or(rate);
+                (rate > 0).then_some(RateLimit {
+                    per_second: rate,
+                    burst,
+                })
+            },
             demo: self.demo || file.demo.unwrap_or(false),
             file: path,
         })
@@ -240,6 +259,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         let config = Config {
             public_url: settings.public_url.clone(),
             max_inflight_evaluations: settings.max_inflight_evaluations,
+            rate_limit: settings.rate_limit,
             ..Config::default()
         };
         let store = Arc::new(store);
@@ -327,8 +347,9 @@ mod tests {
 
     #[test]
     fn the_file_fills_what_flags_and_environment_leave_open() {
-        let (_dir, path) =
-            config("listen = \"0.0.0.0:80\"\nlog_format = \"JSON\"\ndemo = true\nmax_inflight_evaluations = 5\n");
+        let (_dir, path) = config(
+            "listen = \"0.0.0.0:80\"\nlog_format = \"JSON\"\ndemo = true\nmax_inflight_evaluations = 5\ntoken_rate_limit = 7\n",
+        );
         let args = ServeArgs {
             config: Some(path.clone()),
             listen: Some("127.0.0.1:1".into()),
@@ -343,6 +364,10 @@ mod tests {
                 admin_token: None,
                 public_url: None,
                 max_inflight_evaluations: 5,
+                rate_limit: Some(RateLimit {
+                    per_second: 7,
+                    burst: 7,
+                }),
                 demo: true,
                 file: Some(path),
             }

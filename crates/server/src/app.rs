@@ -1,18 +1,23 @@
 //! Merges the area routers and adds the cross-cutting layers.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api;
+use crate::api::ofrep::token_of;
 use crate::error::{ApiError, Code};
 use crate::openapi::ApiDoc;
+use crate::ratelimit::retry_after_secs;
 use crate::state::AppState;
+use sextant_store::hash_token;
 
 /// The whole application. Tests can drive it with `oneshot`, no socket.
 pub fn router(state: AppState) -> Router {
@@ -33,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", ApiDoc::openapi()))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -49,6 +55,41 @@ async fn method_not_allowed(request: Request) -> ApiError {
         Code::MethodNotAllowed,
         format!("{} is not allowed on {}", request.method(), request.uri().path()),
     )
+}
+
+/// Per-token rate limiting (see [`crate::ratelimit`]): a token over its
+/// rate gets 429 with `Retry-After`, as problem+json on the admin API and
+/// as an OFREP error body on OFREP routes. Runs inside [`observe`], so
+/// refused requests are counted like any other.
+async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(limiter) = &state.limiter else {
+        return next.run(request).await;
+    };
+    let token = token_of(request.headers(), request.uri());
+    let hash = match token.as_deref() {
+        Some(t) if !t.is_empty() => hash_token(t),
+        // No token: the handler answers 401; nothing to count against.
+        _ => return next.run(request).await,
+    };
+    if state.tokens.get(&hash).is_none() {
+        return next.run(request).await;
+    }
+    let Err(wait) = limiter.check(&hash, Instant::now()) else {
+        return next.run(request).await;
+    };
+    state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+    let secs = retry_after_secs(wait);
+    let detail = format!("this token exceeded its rate limit; retry in {secs} s");
+    let mut response = if request.uri().path().starts_with("/ofrep/") {
+        let body = serde_json::json!({"errorCode": "GENERAL", "errorDetails": detail});
+        (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response()
+    } else {
+        ApiError::new(Code::RateLimited, detail).into_response()
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
 }
 
 /// Request metrics and a log line per request.

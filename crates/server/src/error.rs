@@ -85,6 +85,8 @@ pub enum Code {
     StateConflict,
     /// Too many requests in flight.
     Overloaded,
+    /// The token sent more requests than its rate limit allows.
+    RateLimited,
     /// The server is starting or stopping.
     Unavailable,
     /// The database was migrated by a newer binary.
@@ -179,6 +181,7 @@ impl Code {
                 "Experiment has started; its definition is frozen",
             ),
             Code::Overloaded => ("overloaded", S::TOO_MANY_REQUESTS, "Too many requests"),
+            Code::RateLimited => ("rate_limited", S::TOO_MANY_REQUESTS, "Rate limit exceeded"),
             Code::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, "Service unavailable"),
             Code::DatabaseTooNew => (
                 "database_too_new",
@@ -252,6 +255,7 @@ impl Code {
         Code::StateConflict,
         Code::ExperimentRunning,
         Code::Overloaded,
+        Code::RateLimited,
         Code::Unavailable,
         Code::DatabaseTooNew,
         Code::ChangeRequestNotFound,
@@ -324,7 +328,7 @@ impl ApiError {
             errors: Vec::new(),
             current_version: None,
             retry_after: match code {
-                Code::Overloaded | Code::Unavailable => Some(1),
+                Code::Overloaded | Code::RateLimited | Code::Unavailable => Some(1),
                 _ => None,
             },
         }

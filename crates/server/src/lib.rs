@@ -22,6 +22,7 @@ pub mod experiments;
 pub mod live;
 pub mod metrics;
 mod openapi;
+pub mod ratelimit;
 mod replica;
 pub mod scheduler;
 pub mod state;

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub ofrep_streams: AtomicI64,
     /// Requests refused with 429.
     pub overloaded: AtomicI64,
+    /// Requests refused with 429 by a token's rate limit.
+    pub rate_limited: AtomicI64,
 }
 
 /// Decrements a gauge when a stream ends.
@@ -127,6 +129,13 @@ impl Metrics {
             out,
             "sextant_overloaded_total {}",
             self.overloaded.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP sextant_rate_limited_total Requests refused with 429 by their token's rate limit.\n");
+        out.push_str("# TYPE sextant_rate_limited_total counter\n");
+        let _ = writeln!(
+            out,
+            "sextant_rate_limited_total {}",
+            self.rate_limited.load(Ordering::Relaxed)
         );
         out.push_str("# HELP sextant_snapshot_version Published snapshot version by environment.\n");
         out.push_str("# TYPE sextant_snapshot_version gauge\n");

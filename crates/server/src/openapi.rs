@@ -1,9 +1,11 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{audit, events, experiments, flags, metrics, ofrep, ops, rollouts, sdk, segments, tokens, workspaces};
+use crate::error::Code;
 
 /// The API description served at `/api/openapi.json`.
 #[derive(OpenApi)]
@@ -37,7 +39,7 @@ use crate::api::{audit, events, experiments, flags, metrics, ofrep, ops, rollout
         experiments::update_experiment, experiments::start_experiment, experiments::results,
         experiments::decide_experiment,
     ),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &ProblemResponses),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
@@ -52,4 +54,73 @@ impl Modify for Bearer {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
+}
+
+/// Documents the errors every admin, SDK and event operation can answer, all as
+/// `application/problem+json` with the `Problem` schema: the handlers'
+/// annotations list the interesting ones, and this adds the rest by what
+/// the operation takes (token → 401/403/429; path keys → 404; a body →
+/// 400/413/415/422; `If-Match` → 412; a create → 409), so the description
+/// matches what the server really sends (checked by schemathesis).
+struct ProblemResponses;
+
+impl Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::HttpMethod;
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let admin = path.starts_with("/api/v1/");
+            if !admin && !path.starts_with("/sdk/v1/") && !path.starts_with("/events/v1/") {
+                continue;
+            }
+            let ops = [
+                (HttpMethod::Get, item.get.as_mut()),
+                (HttpMethod::Post, item.post.as_mut()),
+                (HttpMethod::Put, item.put.as_mut()),
+                (HttpMethod::Patch, item.patch.as_mut()),
+                (HttpMethod::Delete, item.delete.as_mut()),
+            ];
+            for (method, op) in ops {
+                let Some(op) = op else { continue };
+                let mut codes = vec![Code::TokenMissing, Code::PermissionDenied, Code::RateLimited];
+                if admin {
+                    codes.push(Code::QueryInvalid);
+                }
+                if admin && path.contains('{') {
+                    codes.push(Code::WorkspaceNotFound);
+                }
+                if matches!(method, HttpMethod::Post | HttpMethod::Put | HttpMethod::Patch) {
+                    codes.extend([Code::BodyTooLarge, Code::BodyNotJson, Code::ValidationFailed]);
+                }
+                if matches!(method, HttpMethod::Put | HttpMethod::Delete) && path.contains('{') {
+                    codes.push(Code::VersionMismatch);
+                }
+                if method == HttpMethod::Post {
+                    codes.push(Code::WorkspaceExists);
+                }
+                for code in codes {
+                    let (_, status, title) = code.meta();
+                    op.responses
+                        .responses
+                        .entry(status.as_u16().to_string())
+                        .or_insert_with(|| RefOr::T(ResponseBuilder::new().description(title).build()));
+                }
+                // Every error body is problem+json, documented or added.
+                for (status, response) in op.responses.responses.iter_mut() {
+                    let RefOr::T(response) = response else { continue };
+                    if status.starts_with('4') || status.starts_with('5') {
+                        response.content.shift_remove("application/json");
+                        response
+                            .content
+                            .insert("application/problem+json".into(), problem_content());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn problem_content() -> Content {
+    ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Problem")))
+        .build()
 }

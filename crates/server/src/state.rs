@@ -13,6 +13,7 @@ use crate::error::ApiError;
 use crate::events::Ingest;
 use crate::live::Live;
 use crate::metrics::Metrics;
+use crate::ratelimit::{Limiter, RateLimit};
 
 /// Tunables; `Config::default()` suits tests and small deployments.
 #[derive(Debug, Clone)]
@@ -44,6 +45,8 @@ pub struct Config {
     /// every stored snapshot version with its own, in case a change notice
     /// was lost. Notices normally arrive within milliseconds.
     pub resync_interval: Duration,
+    /// Requests per token before 429 (`None`: unlimited).
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for Config {
@@ -60,6 +63,10 @@ impl Default for Config {
             event_retention: Duration::from_secs(30 * 24 * 3600),
             evaluation_interval: Duration::from_secs(30),
             resync_interval: Duration::from_secs(5),
+            rate_limit: Some(RateLimit {
+                per_second: 5_000,
+                burst: 5_000,
+            }),
         }
     }
 }
@@ -120,6 +127,8 @@ pub struct Inner {
     shutdown: watch::Sender<bool>,
     /// Bounds evaluations in flight; none left → 429.
     pub evaluations: Arc<Semaphore>,
+    /// Per-token request buckets; `None` when rate limiting is off.
+    pub limiter: Option<Limiter>,
     /// The event pipeline (admission, group commit, rollup).
     pub events: Ingest,
     /// Held for one scheduler evaluation, so evaluations never overlap.
@@ -169,6 +178,7 @@ impl AppState {
             tokens: TokenCache::default(),
             metrics: Metrics::default(),
             evaluations: Arc::new(Semaphore::new(config.max_inflight_evaluations)),
+            limiter: config.rate_limit.map(Limiter::new),
             writes: tokio::sync::Mutex::new(()),
             shutdown,
             events,
@@ -188,6 +198,9 @@ impl AppState {
     /// Re-reads tokens from the database.
     pub async fn reload_tokens(&self) -> Result<(), StoreError> {
         self.tokens.replace(self.store.list_tokens().await?);
+        if let Some(limiter) = &self.limiter {
+            limiter.retain(|hash| self.tokens.get(hash).is_some());
+        }
         Ok(())
     }
 

@@ -441,6 +441,7 @@ impl Store {
         let db = self.experiments_db()?;
         let mut conn = db.pool.acquire().await?;
         let ws_id = ws_id(&mut conn, ws).await?;
+        // sql-format: `SELECT` is the fixed query constant; values are bound.
         let rows = sqlx::query(&format!(
             "{SELECT} WHERE x.workspace_id = ?1 AND (?2 IS NULL OR x.status = ?2) ORDER BY x.id"
         ))
@@ -562,6 +563,7 @@ impl Store {
         }
         let (assignments, values) = set(&before)?;
         let n = values.len();
+        // sql-format: `assignments` lists fixed column names from `set`; their values are bound.
         let sql = format!(
             "UPDATE experiments SET {assignments}, version = version + 1, updated_at = ?1
              WHERE workspace_id = ?{} AND key = ?{}",
@@ -596,6 +598,7 @@ async fn ws_id(conn: &mut SqliteConnection, ws: &str) -> Result<i64> {
 }
 
 async fn experiment_row(conn: &mut SqliteConnection, ws_id: i64, key: &str) -> Result<Option<ExperimentRecord>> {
+    // sql-format: `SELECT` is the fixed query constant; values are bound.
     sqlx::query(&format!("{SELECT} WHERE x.workspace_id = ? AND x.key = ?"))
         .bind(ws_id)
         .bind(key)

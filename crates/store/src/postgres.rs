@@ -929,14 +929,17 @@ impl PgStore {
                    LEFT JOIN workspaces w ON w.id = e.workspace_id";
         let rows = match filter {
             TokenFilter::Hash(hash) => {
+                // sql-format: `sql` is the fixed query above; values are bound.
                 let q = format!("{sql} WHERE t.hash = $1 ORDER BY t.id");
                 sqlx::query(&q).bind(hash).fetch_all(&mut *conn).await?
             }
             TokenFilter::Id(id) => {
+                // sql-format: `sql` is the fixed query above; values are bound.
                 let q = format!("{sql} WHERE t.id = $1 ORDER BY t.id");
                 sqlx::query(&q).bind(id).fetch_all(&mut *conn).await?
             }
             TokenFilter::All => {
+                // sql-format: `sql` is the fixed query above; values are bound.
                 let q = format!("{sql} ORDER BY t.id");
                 sqlx::query(&q).fetch_all(&mut *conn).await?
             }
@@ -1252,6 +1255,7 @@ async fn upsert(
     version: i64,
     created_at: &str,
 ) -> Result<()> {
+    // sql-format: `table` is `flags` or `segments`, chosen in this file; every value is bound.
     let sql = format!(
         "INSERT INTO {table} (workspace_id, key, definition, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (workspace_id, key) DO UPDATE SET definition = excluded.definition,

@@ -566,6 +566,7 @@ impl Store {
 
     /// Plans, optionally of one workspace and in one status.
     pub async fn list_rollout_plans(&self, ws: Option<&str>, status: Option<PlanStatus>) -> Result<Vec<PlanRecord>> {
+        // sql-format: `PLAN_SELECT` is the fixed query constant; values are bound.
         let rows = sqlx::query(&format!(
             "{PLAN_SELECT} WHERE (?1 IS NULL OR w.key = ?1) AND (?2 IS NULL OR p.status = ?2) ORDER BY p.id"
         ))
@@ -892,6 +893,7 @@ impl Store {
         if exists.is_none() {
             return Err(not_found(Kind::Workspace, ws));
         }
+        // sql-format: `SCHEDULED_SELECT` is the fixed query constant; values are bound.
         let rows = sqlx::query(&format!(
             "{SCHEDULED_SELECT} WHERE w.key = ?1 AND (?2 IS NULL OR s.status = ?2) ORDER BY s.run_at, s.id"
         ))
@@ -914,6 +916,7 @@ impl Store {
 
     /// Pending changes due at `now`, oldest first (all workspaces).
     pub async fn due_scheduled_changes(&self, now: DateTime<Utc>) -> Result<Vec<ScheduledChange>> {
+        // sql-format: `SCHEDULED_SELECT` is the fixed query constant; values are bound.
         let rows = sqlx::query(&format!(
             "{SCHEDULED_SELECT} WHERE s.status = 'pending' AND s.run_at <= ? ORDER BY s.run_at, s.id"
         ))
@@ -1046,6 +1049,7 @@ pub(crate) async fn ids(conn: &mut SqliteConnection, ws: &str, env: &str) -> Res
 }
 
 async fn plan_row(conn: &mut SqliteConnection, ws_id: i64, env_id: i64, flag: &str) -> Result<Option<PlanRecord>> {
+    // sql-format: `PLAN_SELECT` is the fixed query constant; values are bound.
     sqlx::query(&format!(
         "{PLAN_SELECT} WHERE p.workspace_id = ? AND p.environment_id = ? AND p.flag_key = ?"
     ))
@@ -1145,6 +1149,7 @@ async fn put_plan(
 }
 
 async fn scheduled_row(conn: &mut SqliteConnection, id: i64) -> Result<ScheduledChange> {
+    // sql-format: `SCHEDULED_SELECT` is the fixed query constant; values are bound.
     let row = sqlx::query(&format!("{SCHEDULED_SELECT} WHERE s.id = ?"))
         .bind(id)
         .fetch_optional(&mut *conn)

@@ -861,10 +861,12 @@ impl SqliteStore {
                    LEFT JOIN workspaces w ON w.id = e.workspace_id";
         let rows = match filter {
             Some((col, value)) => {
+                // sql-format: `col` is a literal column name from this file (`hash`, `id`); the value is bound.
                 let q = format!("{sql} WHERE t.{col} = ? ORDER BY t.id");
                 sqlx::query(&q).bind(value).fetch_all(&mut *conn).await?
             }
             None => {
+                // sql-format: `sql` is the fixed query above.
                 let q = format!("{sql} ORDER BY t.id");
                 sqlx::query(&q).fetch_all(&mut *conn).await?
             }
@@ -1164,6 +1166,7 @@ async fn upsert(
     version: i64,
     created_at: &str,
 ) -> Result<()> {
+    // sql-format: `table` is `flags` or `segments`, chosen in this file; every value is bound.
     let sql = format!(
         "INSERT INTO {table} (workspace_id, key, definition, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (workspace_id, key) DO UPDATE SET definition = excluded.definition,

@@ -13,5 +13,15 @@ mod replicas;
 /// `serve`: settings precedence, `--demo`; `demo`; completions and man page.
 mod serve;
 
+/// `kill -9` at random moments loses no acknowledged write and never breaks the audit chain.
+mod crash;
+/// The server's log never contains a token.
+mod logs;
 /// `sextant metric` and `sextant track` against a real server.
 mod metrics;
+/// OFREP at ten times a token's rate: 429 + Retry-After, bounded memory, recovery.
+mod overload;
+/// A `sextant serve` child process to kill, restart and read the log of.
+mod process;
+/// The SDK keeps serving while the server is down and resyncs after.
+mod upstream;

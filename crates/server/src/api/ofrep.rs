@@ -68,8 +68,8 @@ fn failure(status: StatusCode, key: Option<&str>, code: Option<&'static str>, de
     (status, Json(body)).into_response()
 }
 
-/// The token of an OFREP request: header, or `?token=` for EventSource.
-fn token_of(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
+/// The token of a request: header, or `?token=` for EventSource.
+pub(crate) fn token_of(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
     if let Some(t) = presented(headers) {
         return Some(t.to_owned());
     }
@@ -124,6 +124,19 @@ fn authorize(state: &AppState, token: Option<&str>) -> Result<Arc<EnvSlot>, Resp
             "admin tokens cannot evaluate flags; use an SDK token",
         )),
     }
+}
+
+/// Largest accepted evaluation request body: a context, not a data set.
+const MAX_BODY: usize = 1 << 20;
+
+/// 413 for a body over [`MAX_BODY`] (or one that broke off while read).
+fn too_large(key: Option<&str>) -> Response {
+    failure(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        key,
+        Some("PARSE_ERROR"),
+        format!("the request body is larger than {MAX_BODY} bytes"),
+    )
 }
 
 fn overloaded(state: &AppState) -> Response {
@@ -227,6 +240,7 @@ fn evaluation(published: &Published, key: &str, r: &Resolution<'_>) -> Value {
     request_body(content = Object, description = "`{\"context\": {\"targetingKey\": …}}`"),
     responses((status = 200, description = "evaluationSuccess"), (status = 400, description = "evaluationFailure"),
               (status = 404, description = "flagNotFound"), (status = 401), (status = 403),
+              (status = 413, description = "Body larger than 1 MiB"),
               (status = 429, description = "Overloaded; see Retry-After")))]
 pub async fn evaluate_flag(State(state): State<AppState>, Path(key): Path<String>, request: Request) -> Response {
     let Ok(_permit) = state.evaluations.try_acquire() else {
@@ -237,16 +251,9 @@ pub async fn evaluate_flag(State(state): State<AppState>, Path(key): Path<String
         Ok(slot) => slot,
         Err(r) => return r,
     };
-    let body = match axum::body::to_bytes(request.into_body(), 1 << 20).await {
+    let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
         Ok(b) => b,
-        Err(_) => {
-            return failure(
-                StatusCode::BAD_REQUEST,
-                Some(&key),
-                Some("PARSE_ERROR"),
-                "body too large",
-            );
-        }
+        Err(_) => return too_large(Some(&key)),
     };
     let (ctx, _) = match parse_context(&body) {
         Ok(c) => c,
@@ -275,6 +282,7 @@ pub async fn evaluate_flag(State(state): State<AppState>, Path(key): Path<String
            ("flagConfigLastModified" = Option<String>, Query, description = "From an event stream message (informational)")),
     responses((status = 200, description = "bulkEvaluationSuccess"), (status = 304, description = "Not modified"),
               (status = 400, description = "bulkEvaluationFailure"), (status = 401), (status = 403),
+              (status = 413, description = "Body larger than 1 MiB"),
               (status = 429, description = "Overloaded; see Retry-After")))]
 pub async fn evaluate_flags(State(state): State<AppState>, request: Request) -> Response {
     let Ok(_permit) = state.evaluations.try_acquire() else {
@@ -286,9 +294,9 @@ pub async fn evaluate_flags(State(state): State<AppState>, request: Request) -> 
         Err(r) => return r,
     };
     let headers = request.headers().clone();
-    let body: Bytes = match axum::body::to_bytes(request.into_body(), 1 << 20).await {
+    let body: Bytes = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
         Ok(b) => b,
-        Err(_) => return failure(StatusCode::BAD_REQUEST, None, Some("PARSE_ERROR"), "body too large"),
+        Err(_) => return too_large(None),
     };
     let (ctx, canonical) = match parse_context(&body) {
         Ok(c) => c,

@@ -417,6 +417,18 @@ pub async fn list_scheduled(
     Ok(Json(serde_json::json!({ "items": items })))
 }
 
+/// A scheduled change's id from the path: an id that is not a number (or
+/// is out of range) names no scheduled change, so it is a problem+json 404
+/// like any other unknown id, not axum's plain-text path rejection.
+fn scheduled_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| {
+        ApiError::new(
+            crate::error::Code::ScheduledChangeNotFound,
+            format!("scheduled change `{id}` does not exist"),
+        )
+    })
+}
+
 /// Reads one scheduled change.
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/scheduled-changes/{id}", tag = "rollouts",
     params(("ws" = String, Path, description = "Workspace key"), ("id" = i64, Path, description = "Id")),
@@ -424,9 +436,10 @@ pub async fn list_scheduled(
 pub async fn get_scheduled(
     State(state): State<AppState>,
     admin: Admin,
-    Path((ws, id)): Path<(String, i64)>,
+    Path((ws, id)): Path<(String, String)>,
 ) -> Result<Json<ScheduledChange>, ApiError> {
     admin.require(Action::Read)?;
+    let id = scheduled_id(&id)?;
     Ok(Json(state.store.get_scheduled_change(&ws, id).await?))
 }
 
@@ -437,9 +450,10 @@ pub async fn get_scheduled(
 pub async fn cancel_scheduled(
     State(state): State<AppState>,
     admin: Admin,
-    Path((ws, id)): Path<(String, i64)>,
+    Path((ws, id)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<ReasonQuery>,
 ) -> Result<Json<ScheduledChange>, ApiError> {
+    let id = scheduled_id(&id)?;
     let rec = state.store.get_scheduled_change(&ws, id).await?;
     let environment = state.store.get_environment(&ws, &rec.environment).await?;
     require_for(&admin, &rec.change, &environment)?;

@@ -41,3 +41,9 @@ mod replicas;
 
 /// Experiments: frozen definitions, decisions, analysis of simulated data.
 mod experiments;
+
+/// Tokens hashed at rest, body size limits, per-token rate limits.
+mod security;
+
+/// One test per bug found by fuzzing, named after what broke.
+mod regression;

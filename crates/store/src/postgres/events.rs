@@ -250,6 +250,7 @@ impl PgStore {
     ) -> Result<Vec<(i64, UnitSums)>> {
         let mut conn = self.pool.acquire().await?;
         let plan = Self::plan(&mut conn, ws, env, metric).await?;
+        // sql-format: `SUMS` and the per-unit expressions are fixed fragments chosen by aggregation; event names and ranges are bound.
         let sql = format!(
             "SELECT b, {SUMS}
              FROM (SELECT b, {x}::float8 AS x, {y}::float8 AS y FROM (
@@ -289,6 +290,7 @@ impl PgStore {
     ) -> Result<Vec<(String, UnitSums)>> {
         let mut conn = self.pool.acquire().await?;
         let plan = Self::plan(&mut conn, ws, env, metric).await?;
+        // sql-format: fixed fragments chosen by aggregation; event names and ranges are bound.
         let sql = format!(
             "WITH per_unit AS (
                  SELECT m.unit,

@@ -282,6 +282,7 @@ impl SqliteStore {
         let mut conn = self.pool.acquire().await?;
         let plan = Self::plan(&mut conn, ws, env, metric).await?;
         let bucket = if bucket_hours > 0 { "hour / ?6" } else { "0" };
+        // sql-format: the per-unit expressions and bucket are fixed fragments chosen by aggregation; event names and ranges are bound.
         let sql = format!(
             "SELECT b, COUNT(*) AS n, TOTAL(x) AS sx, TOTAL(x * x) AS sxx, TOTAL(y) AS sy, TOTAL(y * y) AS syy,
                     TOTAL(x * y) AS sxy
@@ -324,6 +325,7 @@ impl SqliteStore {
         let plan = Self::plan(&mut conn, ws, env, metric).await?;
         // CROSS JOIN makes SQLite scan the metric's rollup rows in the range
         // and look each unit's exposure up by primary key.
+        // sql-format: fixed fragments chosen by aggregation; event names and ranges are bound.
         let sql = format!(
             "WITH per_unit AS (
                  SELECT m.unit AS unit,
