@@ -1,9 +1,10 @@
 # Shared by the bench scripts: start a release `sextant serve` on a free
-# loopback port with a temp SQLite file. Sets SEXTANT_PID and SEXTANT_URL.
+# loopback port with a temp SQLite file and no per-token rate limit (a load
+# generator uses one token). Sets SEXTANT_PID and SEXTANT_URL.
 # usage: start_sextant WORKDIR ADMIN_TOKEN
 start_sextant() {
   local work=$1 admin=$2
-  SEXTANT_LOG=warn SEXTANT_ADMIN_TOKEN=$admin "$root/target/release/sextant" serve --listen 127.0.0.1:0 \
+  SEXTANT_TOKEN_RATE_LIMIT=0 SEXTANT_LOG=warn SEXTANT_ADMIN_TOKEN=$admin "$root/target/release/sextant" serve --listen 127.0.0.1:0 \
     --database-url "sqlite:$work/sextant.db" >"$work/out.log" 2>"$work/err.log" &
   SEXTANT_PID=$!
   SEXTANT_URL=
