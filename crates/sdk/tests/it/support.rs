@@ -119,8 +119,12 @@ impl TestServer {
         body["token"].as_str().unwrap().to_owned()
     }
 
-    /// Creates a flag in `default`.
-    pub async fn create_flag(&self, flag: Value) {
+    /// Creates a flag in `default`; test flags declare themselves operational
+    /// unless they carry a hypothesis.
+    pub async fn create_flag(&self, mut flag: Value) {
+        if flag.get("hypothesis").is_none() {
+            flag["hypothesis"] = json!({"operational": true, "reason": "sdk test flag"});
+        }
         let (status, body) = self
             .call(
                 reqwest::Method::POST,
