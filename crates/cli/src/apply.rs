@@ -426,6 +426,8 @@ pub struct Outcome {
     pub applied: usize,
     /// Irreversible steps not applied (their headlines).
     pub skipped: Vec<String>,
+    /// Irreversible steps filed as change requests awaiting approval.
+    pub requested: Vec<String>,
 }
 
 /// Runs the plan's steps in order with a progress bar on stderr.
@@ -446,7 +448,11 @@ pub async fn execute(client: &Client, plan: &mut Plan, allow_delete: bool, reaso
             bar.inc(1);
             continue;
         }
-        if let Err(e) = run_step(client, plan, step, reason).await {
+        let done = run_step(client, plan, step, reason).await;
+        if let Ok(Some(request)) = &done {
+            outcome.requested.push(request.clone());
+        }
+        if let Err(e) = done {
             bar.abandon();
             let prefix = format!(
                 "applied {} of {total} changes, then `{}` failed",
@@ -465,7 +471,8 @@ pub async fn execute(client: &Client, plan: &mut Plan, allow_delete: bool, reaso
     Ok(outcome)
 }
 
-async fn run_step(client: &Client, plan: &mut Plan, step: &Step, reason: Option<&str>) -> Result<()> {
+/// Runs one step; `Some(request)` when it was filed as a change request.
+async fn run_step(client: &Client, plan: &mut Plan, step: &Step, reason: Option<&str>) -> Result<Option<String>> {
     let q: Vec<(&str, &str)> = reason.iter().map(|r| ("reason", *r)).collect();
     match step {
         Step::CreateSegment(s) => {
@@ -524,7 +531,7 @@ async fn run_step(client: &Client, plan: &mut Plan, step: &Step, reason: Option<
             plan.versions.insert(v.key, v.version);
         }
         Step::DeleteFlag { key, version } => {
-            client
+            let reply = client
                 .send(
                     Method::DELETE,
                     &client.ws_path(&["flags", key]),
@@ -533,6 +540,11 @@ async fn run_step(client: &Client, plan: &mut Plan, step: &Step, reason: Option<
                     Some(*version),
                 )
                 .await?;
+            // Deleting a flag is irreversible: the server files a change
+            // request that another product/admin person approves.
+            if reply.body["status"] == "pending" {
+                return Ok(Some(crate::change::describe(&reply.body)));
+            }
         }
         Step::DeleteSegment { key, version } => {
             client
@@ -546,7 +558,7 @@ async fn run_step(client: &Client, plan: &mut Plan, step: &Step, reason: Option<
                 .await?;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Reads and merges every flag file under `paths` (directories: their
@@ -689,7 +701,8 @@ async fn run_plan(
     let outcome = execute(client, plan, allow_delete, reason).await?;
     if as_json {
         crate::output::json(
-            &json!({"dry_run": false, "changes": plan.to_json(), "applied": outcome.applied, "skipped": outcome.skipped}),
+            &json!({"dry_run": false, "changes": plan.to_json(), "applied": outcome.applied, "skipped": outcome.skipped,
+                "requested": outcome.requested}),
         )?;
     } else {
         println!(
@@ -698,11 +711,24 @@ async fn run_plan(
             if outcome.applied == 1 { "" } else { "s" }
         );
     }
+    if !outcome.requested.is_empty() {
+        eprintln!(
+            "warning: {} irreversible change{} await{} approval by another person with the product or admin role:\n  {}\n  hint: sextant change approve <id>",
+            outcome.requested.len(),
+            if outcome.requested.len() == 1 { "" } else { "s" },
+            if outcome.requested.len() == 1 { "s" } else { "" },
+            outcome.requested.join("\n  ")
+        );
+    }
     if outcome.skipped.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(if outcome.requested.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(exit::PENDING)
+        });
     }
     eprintln!(
-        "warning: {} irreversible change{} not applied:\n  {}\n  This server has no approval workflow yet, so Sextant does not delete on its own.\n  hint: re-run with --allow-delete to delete them now",
+        "warning: {} irreversible change{} not applied:\n  {}\n  hint: re-run with --allow-delete to request them (each needs another person's approval)",
         outcome.skipped.len(),
         if outcome.skipped.len() == 1 { " was" } else { "s were" },
         outcome.skipped.join("\n  ")
@@ -737,8 +763,20 @@ pub struct ImportArgs {
 /// `sextant import`.
 pub fn import(args: ImportArgs) -> Result<ExitCode> {
     let text = crate::read_file(&args.file)?;
-    let (format, doc) = sextant_formats::import(&text, args.format, &args.env)
+    let (format, mut doc) = sextant_formats::import(&text, args.format, &args.env)
         .with_context(|| format!("cannot import {}", args.file.display()))?;
+    // Every flag on a server carries a hypothesis. Unleash and flagd have
+    // none, so an imported flag without one is recorded as operational,
+    // saying where it came from; `sextant flag` can give it a real one.
+    for flag in doc.flags.iter_mut().filter(|f| f.hypothesis.is_none()) {
+        flag.hypothesis = Some(sextant_core::Hypothesis {
+            metric: None,
+            direction: None,
+            minimum_effect: None,
+            reason: format!("imported from {format} without a hypothesis"),
+            operational: true,
+        });
+    }
     if let Some(out) = &args.output {
         let text = if out.extension().is_some_and(|e| e == "json") {
             sextant_formats::sextant::to_json(&doc)?

@@ -153,6 +153,10 @@ struct CreateArgs {
     /// Hypothesis: the smallest effect worth shipping (e.g. 0.02).
     #[arg(long, requires = "hypothesis")]
     minimum_effect: Option<f64>,
+    /// An operational flag (kill switch, ops toggle): `--hypothesis` is
+    /// then only its reason, with no metric.
+    #[arg(long, requires = "hypothesis", conflicts_with_all = ["metric", "direction", "minimum_effect"])]
+    operational: bool,
     /// Why (recorded in the audit log).
     #[arg(long)]
     reason: Option<String>,
@@ -205,9 +209,22 @@ pub fn run(args: FlagArgs) -> Result<ExitCode> {
                 if let Some(r) = &reason {
                     q.push(("reason", r.as_str()));
                 }
-                client
+                let reply = client
                     .send(Method::DELETE, &client.ws_path(&["flags", &key]), &q, None, None)
                     .await?;
+                // Deleting is irreversible: the server files a change request
+                // that another person with the product or admin role approves.
+                if reply.body["status"] == "pending" {
+                    if as_json {
+                        json(&reply.body)?;
+                    } else {
+                        println!(
+                            "requested deletion of flag {key}: change request {} awaits approval by another person with the product or admin role\n  hint: sextant change approve {}",
+                            reply.body["id"], reply.body["id"]
+                        );
+                    }
+                    return Ok(ExitCode::from(exit::PENDING));
+                }
                 if as_json {
                     json(&json!({"deleted": key}))?;
                 } else {
@@ -396,7 +413,7 @@ fn new_flag(key: String, c: &CreateArgs) -> Result<Flag> {
         }),
         minimum_effect: c.minimum_effect,
         reason: reason.clone(),
-        operational: false,
+        operational: c.operational,
     });
     Ok(Flag {
         key,

@@ -12,6 +12,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod admin;
 mod apply;
+mod change;
 mod client;
 mod demo;
 mod eval;
@@ -77,7 +78,7 @@ Exit codes:
   3  not found: no such flag, segment, workspace or environment
   4  authentication: no token, unknown token, or the role does not allow it
   5  server unreachable, overloaded or failing
-  6  apply: irreversible changes were left undone (see --allow-delete)
+  6  irreversible changes were left undone or await approval (see --allow-delete, `sextant change`)
 
 Commands that talk to a server read SEXTANT_URL (default http://127.0.0.1:7400),
 SEXTANT_TOKEN and SEXTANT_WORKSPACE (default `default`).";
@@ -106,6 +107,8 @@ enum Command {
     Env(admin::EnvArgs),
     /// Make the server match flag files (GitOps); shows the diff first.
     Apply(apply::ApplyArgs),
+    /// Change requests: irreversible changes awaiting another person's approval.
+    Change(change::ChangeArgs),
     /// Import an Unleash, flagd or Sextant file into a server (or convert it with -o).
     Import(apply::ImportArgs),
     /// Export a workspace as Sextant YAML/JSON or flagd JSON.
@@ -167,6 +170,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Token(args) => admin::token(args),
         Command::Env(args) => admin::env(args),
         Command::Apply(args) => apply::apply(args),
+        Command::Change(args) => change::run(args),
         Command::Import(args) => apply::import(args),
         Command::Export(args) => apply::export(args),
         Command::Demo(args) => demo::run(args),

@@ -24,6 +24,7 @@ pub mod metrics;
 mod openapi;
 pub mod ratelimit;
 mod replica;
+pub mod reports;
 pub mod scheduler;
 pub mod state;
 mod stream;
@@ -54,6 +55,9 @@ pub async fn run(
         scheduler::Clock::system(),
         state.config.evaluation_interval,
     ));
+    // Webhook deliveries, first-exposure detection and due reviews; ends
+    // with the shutdown signal and is awaited below.
+    let worker = tokio::spawn(api::webhooks::worker(state.clone()));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -70,5 +74,6 @@ pub async fn run(
     if let Err(e) = scheduler.await {
         tracing::error!(error = %e, "scheduler task failed");
     }
+    let _ = worker.await;
     served
 }

@@ -47,6 +47,15 @@ pub struct Config {
     pub resync_interval: Duration,
     /// Requests per token before 429 (`None`: unlimited).
     pub rate_limit: Option<RateLimit>,
+    /// Wait before the second webhook attempt; doubles per failure.
+    pub webhook_backoff: Duration,
+    /// Attempts per webhook delivery before it is marked failed.
+    pub webhook_max_attempts: u32,
+    /// Timeout of one webhook POST.
+    pub webhook_timeout: Duration,
+    /// How often the alignment worker looks for first exposures, due
+    /// reviews and due webhook retries.
+    pub alignment_tick: Duration,
 }
 
 impl Default for Config {
@@ -67,6 +76,10 @@ impl Default for Config {
                 per_second: 5_000,
                 burst: 5_000,
             }),
+            webhook_backoff: Duration::from_secs(10),
+            webhook_max_attempts: 6,
+            webhook_timeout: Duration::from_secs(10),
+            alignment_tick: Duration::from_secs(5),
         }
     }
 }
@@ -138,6 +151,8 @@ pub struct Inner {
     /// "Something changed" for the dashboard's live pages. Bounded: a page
     /// that falls behind just refreshes once (see `dashboard::live`).
     changes: broadcast::Sender<Arc<Change>>,
+    /// Wakes the webhook worker when deliveries are queued.
+    pub webhook_wakeup: tokio::sync::Notify,
 }
 
 /// A committed change, announced to live dashboard pages.
@@ -185,6 +200,7 @@ impl AppState {
             scheduler: tokio::sync::Mutex::new(()),
             sessions: Sessions::default(),
             changes: broadcast::channel(64).0,
+            webhook_wakeup: tokio::sync::Notify::new(),
             config,
             store,
         }));

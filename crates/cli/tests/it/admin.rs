@@ -17,6 +17,8 @@ fn a_flag_goes_from_create_to_rollout_to_kill_to_delete() {
         "session-length",
         "--direction",
         "increase",
+        "--minimum-effect",
+        "0.05",
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
@@ -81,7 +83,30 @@ fn a_flag_goes_from_create_to_rollout_to_kill_to_delete() {
     let refused = s.run(&["flag", "delete", "dark-mode"]);
     assert_eq!(refused.code, 1);
     assert!(refused.stderr.contains("re-run with --yes"), "{}", refused.stderr);
-    assert_eq!(s.run(&["flag", "delete", "dark-mode", "--yes"]).code, 0);
+    // Deleting is irreversible: a change request that another person with
+    // the product or admin role approves.
+    let requested = s.run(&["flag", "delete", "dark-mode", "--yes", "--json"]);
+    assert_eq!(requested.code, 6, "{}", requested.stderr);
+    let requested: serde_json::Value = serde_json::from_str(&requested.stdout).unwrap();
+    assert_eq!(requested["status"], "pending");
+    let id = requested["id"].to_string();
+    assert_eq!(s.run(&["flag", "get", "dark-mode"]).code, 0);
+    let self_approval = s.run(&["change", "approve", &id]);
+    assert_eq!(self_approval.code, 4, "{}", self_approval.stderr);
+    assert!(
+        self_approval.stderr.contains("self_approval_refused"),
+        "{}",
+        self_approval.stderr
+    );
+    let product = s.json(&["token", "create", "pat", "--role", "product"]);
+    let product = product["token"].as_str().unwrap();
+    let approved = s.run_with(&["change", "approve", &id], &[("SEXTANT_TOKEN", product)]);
+    assert_eq!(approved.code, 0, "{}", approved.stderr);
+    assert!(
+        approved.stdout.contains("flag.delete flag `dark-mode` — applied"),
+        "{}",
+        approved.stdout
+    );
     let gone = s.run(&["flag", "get", "dark-mode"]);
     assert_eq!(gone.code, 3);
     assert!(
@@ -110,9 +135,10 @@ fn errors_say_what_to_do_and_exit_with_the_documented_codes() {
         invalid.stderr
     );
 
-    let dup = s.run(&["flag", "create", "twice"]);
-    assert_eq!(dup.code, 0);
-    let dup = s.run(&["flag", "create", "twice"]);
+    let twice = ["flag", "create", "twice", "--hypothesis", "ops toggle", "--operational"];
+    let dup = s.run(&twice);
+    assert_eq!(dup.code, 0, "{}", dup.stderr);
+    let dup = s.run(&twice);
     assert_eq!(dup.code, 1);
     assert!(dup.stderr.contains("flag `twice` already exists"), "{}", dup.stderr);
 

@@ -10,6 +10,7 @@ segments:
 flags:
   - key: checkout
     kind: boolean
+    hypothesis: { metric: checkout-conversion, direction: increase, minimum_effect: 0.02, reason: staff first }
     variations:
       - { key: "on", value: true }
       - { key: "off", value: false }
@@ -23,6 +24,7 @@ flags:
         default_serve: { variation: "off" }
   - key: banner
     kind: string
+    hypothesis: { operational: true, reason: site banner text }
     variations:
       - { key: a, value: "Hello" }
       - { key: b, value: "Hi" }
@@ -99,8 +101,17 @@ fn apply_shows_the_diff_first_then_makes_the_server_match_the_files() {
     assert!(out.stderr.contains("re-run with --allow-delete"), "{}", out.stderr);
     assert_eq!(keys(&s.json(&["flag", "list"])), ["banner", "checkout"]);
 
+    // With --allow-delete the deletion is requested; another person approves it.
     let out = s.run(&["apply", "-f", dir, "--allow-delete", "--reason", "banner retired"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert!(out.stderr.contains("approval by another person"), "{}", out.stderr);
+    assert_eq!(keys(&s.json(&["flag", "list"])), ["banner", "checkout"]);
+    let pending = s.json(&["change", "list"]);
+    let id = pending[0]["id"].to_string();
+    let product = s.json(&["token", "create", "pat", "--role", "product"]);
+    let product = product["token"].as_str().unwrap();
+    let approved = s.run_with(&["change", "approve", &id], &[("SEXTANT_TOKEN", product)]);
+    assert_eq!(approved.code, 0, "{}", approved.stderr);
     assert_eq!(keys(&s.json(&["flag", "list"])), ["checkout"]);
 }
 

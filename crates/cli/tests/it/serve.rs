@@ -119,7 +119,8 @@ fn completions_and_the_man_page_are_generated_from_the_command_line() {
     assert!(dir.path().join("man/sextant-flag-create.1").exists());
     let help = sextant(dir.path(), &["--help"], &[]);
     assert!(
-        help.stdout.contains("6  apply: irreversible changes were left undone"),
+        help.stdout
+            .contains("6  irreversible changes were left undone or await approval"),
         "{}",
         help.stdout
     );

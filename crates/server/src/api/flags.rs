@@ -10,7 +10,7 @@ use sextant_core::{Flag, Targeting};
 use sextant_store::{FieldError, FlagRecord};
 use utoipa::ToSchema;
 
-use super::{List, ReasonQuery, change_meta, check, check_key, if_match, versioned};
+use super::{List, ReasonQuery, change_meta, changes, check, check_key, if_match, versioned, webhooks};
 use crate::auth::{Action, Admin};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::state::AppState;
@@ -144,9 +144,12 @@ pub async fn create_flag(
     }
     let mut errors = Vec::new();
     check_key("/flag/key", &body.flag.key, &mut errors);
+    changes::check_hypothesis(&body.flag, &mut errors);
     let meta = change_meta(&admin, body.reason, &mut errors);
     check(errors)?;
+    changes::ensure_not_deleted(&state, &ws, &body.flag.key).await?;
     let rec = state.commit(state.store.create_flag(&ws, body.flag, &meta)).await?;
+    webhooks::flag_changed(&state, &ws, &rec.flag.key, "create", None).await;
     Ok(versioned(StatusCode::CREATED, rec.version, &FlagView::from(rec)))
 }
 
@@ -191,34 +194,58 @@ pub async fn update_flag(
             message: "set targeting per environment with PUT …/flags/{key}/environments/{env}".into(),
         });
     }
+    changes::check_hypothesis(&body.flag, &mut errors);
+    check(errors)?;
+    changes::ensure_not_archived(&state, &ws, &key).await?;
+    if changes::gated(&state, &ws, "flag.update").await? {
+        state.store.get_flag(&ws, &key).await?;
+        let mut request = changes::flag_request("flag.update", &key);
+        request.payload = Some(serde_json::to_value(&body.flag).map_err(ApiError::internal)?);
+        return changes::file(&state, &admin, &ws, request, body.reason).await;
+    }
+    let mut errors = Vec::new();
     let meta = change_meta(&admin, body.reason, &mut errors);
     check(errors)?;
     let rec = state
         .commit(state.store.replace_flag(&ws, &key, expected, body.flag, &meta))
         .await?;
+    webhooks::flag_changed(&state, &ws, &key, "update", None).await;
     Ok(versioned(StatusCode::OK, rec.version, &FlagView::from(rec)))
 }
 
-/// Deletes a flag (engineer, admin). Refused while another flag depends on it.
+/// Requests the deletion of a flag (engineer, admin). Deleting is
+/// irreversible: the answer is `202` with a change request that another
+/// person with the product or admin role approves (`…/change-requests/{id}/approve`);
+/// the deletion then applies, refused while another flag depends on it.
 #[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/flags/{key}", tag = "flags",
     params(("ws" = String, Path, description = "Workspace key"), ("key" = String, Path, description = "Flag key"), ReasonQuery),
-    responses((status = 204), (status = 404, body = crate::error::Problem)))]
+    responses((status = 202, body = Object), (status = 404, body = crate::error::Problem)))]
 pub async fn delete_flag(
     State(state): State<AppState>,
     admin: Admin,
     Path((ws, key)): Path<(String, String)>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<ReasonQuery>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     admin.require(Action::DeleteFlag)?;
     let expected = if_match(&headers)?;
-    let mut errors = Vec::new();
-    let meta = change_meta(&admin, q.reason, &mut errors);
-    check(errors)?;
-    state
-        .commit(state.store.delete_flag(&ws, &key, expected, &meta))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    let current = state.store.get_flag(&ws, &key).await?;
+    if let Some(v) = expected
+        && v != current.version
+    {
+        return Err(sextant_store::StoreError::VersionMismatch {
+            current: current.version,
+        }
+        .into());
+    }
+    changes::file(
+        &state,
+        &admin,
+        &ws,
+        changes::flag_request("flag.delete", &key),
+        q.reason,
+    )
+    .await
 }
 
 /// Replaces a flag's targeting in one environment (product, admin; engineers
@@ -246,6 +273,13 @@ pub async fn set_targeting(
         _ => {}
     }
     let expected = if_match(&headers)?;
+    changes::ensure_not_archived(&state, &ws, &key).await?;
+    if changes::gated(&state, &ws, "flag.targeting").await? {
+        let mut request = changes::flag_request("flag.targeting", &key);
+        request.environment = Some(env.clone());
+        request.payload = Some(serde_json::to_value(&body.targeting).map_err(ApiError::internal)?);
+        return changes::file(&state, &admin, &ws, request, body.reason).await;
+    }
     let mut errors = Vec::new();
     let meta = change_meta(&admin, body.reason, &mut errors);
     check(errors)?;
@@ -256,6 +290,7 @@ pub async fn set_targeting(
                 .set_targeting(&ws, &key, &env, expected, body.targeting, &meta),
         )
         .await?;
+    webhooks::flag_changed(&state, &ws, &key, "set_targeting", Some(&environment)).await;
     Ok(versioned(StatusCode::OK, rec.version, &FlagView::from(rec)))
 }
 
@@ -281,11 +316,16 @@ pub async fn toggle(
         admin.require(Action::TurnOff(&environment))?;
     }
     let expected = if_match(&headers)?;
+    if body.enabled {
+        changes::ensure_not_archived(&state, &ws, &key).await?;
+    }
     let mut errors = Vec::new();
     let meta = change_meta(&admin, body.reason, &mut errors);
     check(errors)?;
     let rec = state
         .commit(state.store.toggle(&ws, &key, &env, expected, body.enabled, &meta))
         .await?;
+    let action = if body.enabled { "turn_on" } else { "turn_off" };
+    webhooks::flag_changed(&state, &ws, &key, action, Some(&environment)).await;
     Ok(versioned(StatusCode::OK, rec.version, &FlagView::from(rec)))
 }

@@ -1,16 +1,22 @@
 //! One router per area; `app.rs` merges them.
 
 pub mod audit;
+pub mod changes;
+pub mod deploys;
 pub mod events;
 pub mod experiments;
 pub mod flags;
+pub mod learnings;
 pub mod metrics;
 pub mod ofrep;
 pub mod ops;
+pub mod principles;
+pub mod reviews;
 pub mod rollouts;
 pub mod sdk;
 pub mod segments;
 pub mod tokens;
+pub mod webhooks;
 pub mod workspaces;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

@@ -37,6 +37,8 @@ async fn flag_lifecycle_with_versions_and_if_match() {
     let list = s.get("/api/v1/workspaces/default/flags").await;
     assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
 
+    // Deleting is irreversible: it files a change request that another
+    // person with the product role approves.
     let del = s
         .call(
             Method::DELETE,
@@ -45,7 +47,12 @@ async fn flag_lifecycle_with_versions_and_if_match() {
             None,
         )
         .await;
-    assert_eq!(del.status, 204);
+    assert_eq!(del.status, 202, "{:?}", del.body);
+    let product = s.token(json!({"kind": "admin", "role": "product"})).await;
+    let id = del.body["id"].as_i64().unwrap();
+    let approve = format!("/api/v1/workspaces/default/change-requests/{id}/approve");
+    let ok = s.call(Method::POST, &approve, &product, Some(json!({}))).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
     s.get("/api/v1/workspaces/default/flags/checkout")
         .await
         .assert_problem(404, "flag_not_found");
@@ -56,6 +63,7 @@ async fn an_invalid_flag_lists_every_wrong_field_and_is_not_stored() {
     let s = TestServer::start().await;
     let flag = json!({
         "key": "bad", "kind": "boolean",
+        "hypothesis": {"operational": true, "reason": "validation test"},
         "variations": [{"key": "on", "value": "yes"}, {"key": "on", "value": false}],
         "environments": {"production": {"enabled": false, "off_variation": "nope",
             "rules": [{"serve": {"variation": "missing"}}]}, "mars": {"enabled": false}}
@@ -72,6 +80,7 @@ async fn an_invalid_flag_lists_every_wrong_field_and_is_not_stored() {
 
     let flag = json!({
         "key": "bad", "kind": "boolean",
+        "hypothesis": {"operational": true, "reason": "validation test"},
         "variations": [{"key": "on", "value": "yes"}, {"key": "on", "value": false}],
         "environments": {"production": {"enabled": false, "off_variation": "nope",
             "rules": [{"serve": {"variation": "missing"}}]}}

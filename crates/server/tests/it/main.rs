@@ -33,6 +33,8 @@ mod metrics;
 /// Rollout plans and the scheduler, the kill switch, scheduled changes.
 mod rollouts;
 
+/// Alignment workflows: hypotheses, approvals, principles, reviews, learnings, webhooks, DORA.
+mod alignment;
 /// The dashboard in headless Chromium: sign in, create, target, kill, live second tab.
 mod browser;
 

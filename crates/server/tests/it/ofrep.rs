@@ -81,7 +81,8 @@ async fn errors_follow_the_protocol() {
 #[tokio::test]
 async fn a_disabled_flag_without_off_variation_defers_to_the_code_default() {
     let s = TestServer::start().await;
-    let flag = json!({"key": "dark", "kind": "string", "variations": [{"key": "a", "value": "A"}]});
+    let flag = json!({"key": "dark", "kind": "string", "variations": [{"key": "a", "value": "A"}],
+        "hypothesis": {"operational": true, "reason": "theme switch"}});
     s.post("/api/v1/workspaces/default/flags", json!({"flag": flag})).await;
     let token = s.server_token("production").await;
     let r = eval(&s, &token, "dark", json!({"context": {"targetingKey": "u"}})).await;

@@ -14,6 +14,7 @@ fn actions() -> Vec<(&'static str, Build)> {
         ("read audit", |_| (Method::GET, "/api/v1/audit".into(), None)),
         ("create flag", |k| {
             let flag = json!({"key": format!("{k}-new"), "kind": "boolean",
+                "hypothesis": {"operational": true, "reason": "ops toggle"},
                 "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}]});
             (
                 Method::POST,
@@ -23,6 +24,7 @@ fn actions() -> Vec<(&'static str, Build)> {
         }),
         ("change flag definition", |k| {
             let flag = json!({"key": k, "kind": "boolean", "description": "changed",
+                "hypothesis": {"operational": true, "reason": "ops toggle"},
                 "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}]});
             (
                 Method::PUT,

@@ -113,6 +113,8 @@ impl TestServer {
         let flag = json!({
             "key": key, "kind": "boolean",
             "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+            "hypothesis": {"metric": "checkout_conversion", "direction": "increase", "minimum_effect": 0.02,
+                "reason": "pro users convert better with it"},
             "environments": {env: {"enabled": true, "off_variation": "off",
                 "rules": [{"conditions": [{"attribute": "plan", "op": "in", "values": ["pro"]}], "serve": {"variation": "on"}}],
                 "default_serve": {"variation": "off"}}}
