@@ -202,7 +202,20 @@ fn segments_and_tokens_are_managed_from_the_command_line() {
 #[test]
 fn a_staged_rollout_is_planned_started_paused_and_ended_by_the_kill_switch() {
     let s = Server::start();
-    assert_eq!(s.run(&["flag", "create", "dark"]).code, 0);
+    let create = [
+        "flag",
+        "create",
+        "dark",
+        "--hypothesis",
+        "Dark mode keeps night users",
+        "--metric",
+        "session-length",
+        "--direction",
+        "increase",
+        "--minimum-effect",
+        "0.02",
+    ];
+    assert_eq!(s.run(&create).code, 0);
 
     let missing = s.run(&[
         "rollout",

@@ -186,6 +186,7 @@ impl Sse {
 
 fn flag(key: &str) -> Value {
     json!({"flag": {"key": key, "kind": "boolean",
+        "hypothesis": {"operational": true, "reason": "replication test"},
         "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
         "environments": {"development": {"enabled": false, "off_variation": "off",
             "default_serve": {"variation": "on"}}}}})

@@ -162,6 +162,7 @@ async fn a_replica_whose_feed_connection_dies_reconnects_and_misses_nothing() {
         .post(
             "/api/v1/workspaces/default/flags",
             json!({"flag": {"key": "later", "kind": "boolean",
+            "hypothesis": {"operational": true, "reason": "replication test"},
             "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}]}}),
         )
         .await;
