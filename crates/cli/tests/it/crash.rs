@@ -50,6 +50,7 @@ impl Default for Ledger {
 fn flag_body(key: &str) -> Value {
     json!({"flag": {
         "key": key, "kind": "boolean",
+        "hypothesis": {"operational": true, "reason": "reliability test"},
         "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
         "environments": {"development": {"enabled": false, "off_variation": "off",
             "default_serve": {"variation": "off"}}}

@@ -70,6 +70,7 @@ async fn ofrep_at_ten_times_the_sustainable_rate_answers_429_stays_bounded_and_r
     let pid = server.child.id();
     let http = reqwest::Client::new();
     let flag = json!({"flag": {"key": "checkout", "kind": "boolean",
+        "hypothesis": {"operational": true, "reason": "reliability test"},
         "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
         "environments": {"production": {"enabled": true, "off_variation": "off",
             "default_serve": {"variation": "on"}}}}});

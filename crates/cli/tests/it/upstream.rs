@@ -31,6 +31,7 @@ async fn the_sdk_serves_its_last_snapshot_while_the_server_is_down_and_resyncs_a
     let addr = server.addr;
     let http = reqwest::Client::new();
     let flag = json!({"flag": {"key": "checkout", "kind": "boolean",
+        "hypothesis": {"operational": true, "reason": "reliability test"},
         "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
         "environments": {"production": {"enabled": true, "off_variation": "off",
             "default_serve": {"variation": "on"}}}}});
