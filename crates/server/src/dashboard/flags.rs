@@ -310,11 +310,31 @@ pub async fn detail(
         })
         .await
         .unwrap_or_default();
+    let plans: HashMap<String, sextant_store::PlanRecord> = state
+        .store
+        .list_rollout_plans(Some(&ws), None)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.flag == key)
+        .map(|p| (p.environment.clone(), p))
+        .collect();
+    let experiments: Vec<sextant_store::ExperimentRecord> = state
+        .store
+        .list_experiments(&ws, None)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|x| x.definition.flag == key)
+        .collect();
     let f = &rec.flag;
     let main = html! {
         @if let Some(text) = done.done.as_deref().and_then(done_text) { (layout::done_box(text)) }
         div .titlebar {
             h1 { (f.key) " " span .badge.kind { (f.kind.as_str()) } }
+            @if ui.may(Action::DeleteFlag) {
+                a .button.secondary href=(format!("{}/archive", flag_url(&ws, &f.key))) #archive { "Archive…" }
+            }
         }
         @if let Some(d) = &f.description { p .lead { (d) } }
         dl .facts {
@@ -359,6 +379,12 @@ pub async fn detail(
                         Some(t) => (targeting_view(t)),
                         None => p .muted { "No targeting here yet: the flag is off." },
                     }
+                    @if let Some(p) = plans.get(&e.key) {
+                        div .rollout {
+                            h4 { a href=(env_url(&ws, &f.key, &e.key, "rollout")) { "Rollout plan" } }
+                            (super::rollouts::progress(p))
+                        }
+                    }
                     div .actions {
                         @if on && ui.may(Action::TurnOff(e)) {
                             a .button.danger href=(format!("{}?enabled=false", env_url(&ws, &f.key, &e.key, "toggle"))) { "Kill switch…" }
@@ -376,6 +402,20 @@ pub async fn detail(
                             p .muted { "No evaluations in " (e.name) " since the server started." }
                         } @else {
                             (charts::bars(&format!("evals-{}", e.key), &format!("Evaluations in {} by reason", e.name), &rows))
+                        }
+                    }
+                }
+            }
+        }
+        @if !experiments.is_empty() {
+            section #experiments data-live aria-labelledby="experiments-title" {
+                h2 #experiments-title { "Experiments" }
+                ul {
+                    @for x in &experiments {
+                        li {
+                            a href=(format!("/w/{}/experiments/{}", enc(&ws), enc(&x.definition.key))) { (x.definition.name.as_deref().unwrap_or(&x.definition.key)) }
+                            " — " (x.status.as_str()) " in " (x.definition.environment) ", primary metric " code { (x.definition.primary_metric) }
+                            @if let Some(d) = x.decision { ", decided: " (d.as_str()) }
                         }
                     }
                 }
@@ -771,14 +811,14 @@ pub async fn targeting(
                 reason: Some(draft.reason.clone()),
             };
             let path = Path((ws.clone(), key.clone(), env.clone()));
-            crate::api::flags::set_targeting(State(state.clone()), ui.admin(), path, headers, ApiJson(body))
-                .await
-                .map(|_| ())
+            crate::api::flags::set_targeting(State(state.clone()), ui.admin(), path, headers, ApiJson(body)).await
         }
         Err(err) => Err(err),
     };
     match result {
-        Ok(()) => Redirect::to(&format!("{}?done=targeting", flag_url(&ws, &key))).into_response(),
+        // The workspace policy gates targeting: a change request was filed.
+        Ok(r) if r.status() == StatusCode::ACCEPTED => super::approvals::filed(&state, &ws, r).await,
+        Ok(_) => Redirect::to(&format!("{}?done=targeting", flag_url(&ws, &key))).into_response(),
         Err(err) => {
             // Show the stored state as it is now (it may have moved on).
             let rec = state.store.get_flag(&ws, &key).await.unwrap_or(rec);

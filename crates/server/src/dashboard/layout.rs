@@ -30,6 +30,18 @@ pub enum Nav {
     Audit,
     /// The North Star and metric tree.
     Metrics,
+    /// Rollout plans.
+    Rollouts,
+    /// Experiments and their results.
+    Experiments,
+    /// The approvals inbox.
+    Approvals,
+    /// Principles and violations.
+    Principles,
+    /// The weekly review.
+    Review,
+    /// DORA figures.
+    Dora,
     /// Anything else.
     None,
 }
@@ -78,6 +90,12 @@ pub fn page(ui: &Ui, ws: Option<&str>, nav: Nav, title: &str, main: Markup) -> M
                         ul {
                             (link(Nav::Metrics, "metrics", "Metrics"))
                             (link(Nav::Flags, "flags", "Flags"))
+                            (link(Nav::Rollouts, "rollouts", "Rollouts"))
+                            (link(Nav::Experiments, "experiments", "Experiments"))
+                            (link(Nav::Approvals, "approvals", "Approvals"))
+                            (link(Nav::Principles, "principles", "Principles"))
+                            (link(Nav::Review, "review", "Weekly review"))
+                            (link(Nav::Dora, "dora", "DORA"))
                             (link(Nav::Audit, "audit", "Audit log"))
                         }
                     }

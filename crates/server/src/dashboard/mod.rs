@@ -14,14 +14,18 @@
 //! checked on every form. Pages update live over SSE (`/ui/live`), fed by
 //! [`AppState::announce`](crate::state::AppState::announce).
 
+mod alignment;
+mod approvals;
 mod assets;
 mod audit;
 mod charts;
 mod context;
+mod experiments;
 mod flags;
 mod layout;
 mod live;
 mod metrics;
+mod rollouts;
 mod session;
 mod time;
 
@@ -55,6 +59,28 @@ pub fn router() -> Router<AppState> {
             "/w/{ws}/flags/{key}/envs/{env}/targeting",
             get(flags::targeting_page).post(flags::targeting),
         )
+        .route("/w/{ws}/flags/{key}/envs/{env}/rollout", get(rollouts::detail))
+        .route(
+            "/w/{ws}/flags/{key}/envs/{env}/rollout/action",
+            axum::routing::post(rollouts::action),
+        )
+        .route(
+            "/w/{ws}/flags/{key}/archive",
+            get(approvals::archive_page).post(approvals::archive),
+        )
+        .route("/w/{ws}/rollouts", get(rollouts::list))
+        .route("/w/{ws}/experiments", get(experiments::list))
+        .route("/w/{ws}/experiments/{key}", get(experiments::detail))
+        .route(
+            "/w/{ws}/experiments/{key}/decide",
+            axum::routing::post(experiments::decide),
+        )
+        .route("/w/{ws}/approvals", get(approvals::inbox))
+        .route("/w/{ws}/approvals/{id}", get(approvals::detail))
+        .route("/w/{ws}/approvals/{id}/decide", axum::routing::post(approvals::decide))
+        .route("/w/{ws}/principles", get(alignment::principles))
+        .route("/w/{ws}/review", get(alignment::weekly))
+        .route("/w/{ws}/dora", get(alignment::dora))
         .route("/w/{ws}/audit", get(audit::page))
         .route("/w/{ws}/metrics", get(metrics::page))
         .layer(middleware::map_response(security_headers))

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 
+use crate::dashboard::{running_experiment, simulate};
 use crate::support::{ADMIN, TestServer};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -176,6 +177,23 @@ impl Browser {
 
     async fn js(&self, script: &str) -> Value {
         self.post("/execute/sync", json!({"script": script, "args": []})).await
+    }
+
+    /// Runs axe-core (WCAG 2 A and AA rules) on the current page; returns
+    /// each violation as "rule: help (targets)".
+    async fn axe(&self, source: &str) -> Vec<String> {
+        self.js(&format!("{source}\n;return null;")).await;
+        let script = "var done = arguments[arguments.length - 1];\n\
+            axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})\n\
+              .then(function (r) { done(r.violations.map(function (v) {\n\
+                return v.id + ': ' + v.help + ' (' + v.nodes.map(function (n) { return n.target.join(' '); }).join(', ') + ')';\n\
+              })); }, function (e) { done(['axe failed: ' + e]); });";
+        let v = self.post("/execute/async", json!({"script": script, "args": []})).await;
+        v.as_array()
+            .unwrap_or_else(|| panic!("axe returned {v}"))
+            .iter()
+            .map(|x| x.as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 
     /// The text of the first element matching `css`, or "".
@@ -371,4 +389,247 @@ async fn a_release_manager_creates_targets_and_kills_a_flag_while_a_second_tab_f
     );
     v.screenshot("08-viewer-flag").await;
     v.quit().await;
+}
+
+/// axe-core's source from `tests/browser/node_modules` (scripts/test runs
+/// `npm ci` there), or `None` (after saying why) outside CI.
+fn axe_source() -> Option<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser/node_modules/axe-core/axe.min.js");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Some(s),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{} is required in CI (npm ci in tests/browser): {e}", path.display())
+        }
+        Err(e) => {
+            eprintln!(
+                "accessibility pass not run: {}: {e} (scripts/test installs it)",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_person_approves_a_request_and_results_update_live_on_accessible_pages() {
+    let Some(driver) = Driver::start().await else { return };
+    let axe = axe_source();
+    let server = TestServer::start().await;
+    running_experiment(&server).await;
+    simulate(&server, 4000, 5).await;
+    let plan = json!({"plan": {"control": "off", "treatment": "on",
+        "stages": [{"percent": 5, "min_hold_seconds": 3600}, {"percent": 25, "min_hold_seconds": 3600}, {"percent": 100}],
+        "guardrails": [{"metric": "errors", "direction": "decrease", "tolerance": 0.01}]}});
+    let r = server
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/workspaces/default/flags/checkout/environments/staging/rollout",
+            ADMIN,
+            Some(plan),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    for (path, body) in [
+        (
+            "/api/v1/workspaces/default/principles",
+            json!({"key": "privacy-first", "name": "Privacy first", "description": "No tracking without consent"}),
+        ),
+        (
+            "/api/v1/workspaces/default/violations",
+            json!({"principle": "privacy-first", "subject": "flag:checkout", "justification": "fraud checks need it",
+                "owner": "risk-team", "review_date": "2030-01-01"}),
+        ),
+    ] {
+        let r = server.post(path, body).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let now = chrono::Utc::now();
+    for (status, hours_ago) in [("success", 50), ("failed", 30), ("success", 10)] {
+        let at = now - chrono::Duration::hours(hours_ago);
+        let r = server
+            .post(
+                "/api/v1/deploys",
+                json!({"workspace": "default", "service": "web", "version": format!("v{hours_ago}"),
+                       "commit_time": (at - chrono::Duration::hours(3)).to_rfc3339(), "deploy_time": at.to_rfc3339(),
+                       "status": status}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+
+    // The requester asks to archive a flag: irreversible, so a request.
+    let a = driver.browser().await;
+    a.sign_in(&server, ADMIN).await;
+    a.goto(&server.url("/w/default/flags/checkout")).await;
+    a.click("#archive").await;
+    a.wait_text("aside.context", "Needs approval").await;
+    a.fill("#reason", "replaced by the new checkout").await;
+    a.screenshot("10-archive-request").await;
+    a.click("#request").await;
+    a.wait_text(".notice.done", "Change request #").await;
+    let pending = a.text("#pending").await;
+    assert!(pending.contains("You filed this request"), "{pending}");
+    assert_eq!(
+        a.js("return document.querySelectorAll('#pending a.button').length;")
+            .await,
+        json!(0),
+        "the requester is not offered the decision"
+    );
+    a.js("window.__noReload = 7; return null;").await;
+    a.wait_text("#live-status", "Live").await;
+
+    // A second person, signed in with their own product token in another
+    // browser, approves it from the inbox.
+    let product = server
+        .token(json!({"kind": "admin", "role": "product", "name": "pat"}))
+        .await;
+    let b = driver.browser().await;
+    b.sign_in(&server, &product).await;
+    b.click("nav a[href='/w/default/approvals']").await;
+    b.wait_text("#pending", "Review #").await;
+    b.screenshot("11-approvals-inbox").await;
+    b.click("#pending a.button").await;
+    b.wait_text("aside.context", "Approving applies").await;
+    b.fill("#reason", "agreed in the weekly review").await;
+    b.screenshot("12-approve").await;
+    b.click("#approve").await;
+    b.wait_text(".notice.done", "Approved").await;
+    let took = a.wait_text("#decided", "applied").await;
+    eprintln!("the requester's inbox showed the approval {took:?} after the approver's form returned");
+    assert_eq!(
+        a.js("return window.__noReload;").await,
+        json!(7),
+        "updated without a reload"
+    );
+    let flag = server.get("/api/v1/workspaces/default/flags/checkout").await;
+    assert_eq!(flag.body["flag"]["environments"]["production"]["enabled"], false);
+    b.quit().await;
+
+    // Experiment results: lift with its interval, chance to win, SRM.
+    a.goto(&server.url("/w/default/experiments/checkout-button")).await;
+    a.wait_text("#results", "Chance to win").await;
+    a.wait_text("#srm", "No sample ratio mismatch").await;
+    assert_eq!(
+        a.js("return document.querySelectorAll('#primary-lift circle').length;")
+            .await,
+        json!(1),
+        "one treatment arm, one estimate plotted"
+    );
+    a.screenshot("13-experiment-results").await;
+    // New metric data reaches the open page without a reload.
+    a.wait_text("#live-status", "Live").await;
+    a.js("window.__noReload = 8; return null;").await;
+    a.wait_text("#horizon", "4000 of 4000").await;
+    let sdk = server.server_token("production").await;
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let events: Vec<Value> = (0..40)
+        .map(|i| {
+            json!({"kind": "exposure", "flag": "checkout", "variation": if i % 2 == 0 { "on" } else { "off" },
+                        "targeting_key": format!("late-{i}"), "timestamp": at})
+        })
+        .collect();
+    let r = server
+        .call(
+            reqwest::Method::POST,
+            "/events/v1/batch",
+            &sdk,
+            Some(json!({"batch_id": "late", "events": events})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let took = a.wait_text("#horizon", "4040 of 4000").await;
+    eprintln!("the results page showed new metric data {took:?} after the event batch was accepted");
+    assert_eq!(a.js("return window.__noReload;").await, json!(8));
+
+    // The main pages: screenshots, and axe-core's WCAG 2 A/AA rules.
+    let pages = [
+        ("/w/default/flags", "h1", "Flags", "14-flags"),
+        ("/w/default/flags/checkout", "h1", "checkout", "15-flag-detail"),
+        (
+            "/w/default/flags/checkout/envs/production/toggle?enabled=true",
+            "h1",
+            "Turn on",
+            "16-turn-on",
+        ),
+        (
+            "/w/default/flags/checkout/envs/staging/targeting",
+            "h1",
+            "Targeting",
+            "17-targeting",
+        ),
+        ("/w/default/rollouts", "#rollouts", "draft", "18-rollouts"),
+        (
+            "/w/default/flags/checkout/envs/staging/rollout",
+            "h1",
+            "Rollout",
+            "19-rollout-plan",
+        ),
+        (
+            "/w/default/experiments",
+            "#experiments",
+            "Green checkout button",
+            "20-experiments",
+        ),
+        (
+            "/w/default/experiments/checkout-button",
+            "#results",
+            "Chance to win",
+            "21-experiment",
+        ),
+        ("/w/default/approvals", "#decided", "applied", "22-approvals"),
+        (
+            "/w/default/principles",
+            "#violations",
+            "fraud checks need it",
+            "23-principles",
+        ),
+        (
+            "/w/default/review",
+            "#review",
+            "Open principle violations",
+            "24-weekly-review",
+        ),
+        ("/w/default/dora", "#dora-table", "web", "25-dora"),
+        ("/w/default/metrics", "#tree", "Checkout conversion", "26-metrics"),
+        ("/w/default/audit", "#chain", "Hash chain verified", "27-audit"),
+    ];
+    let mut problems = Vec::new();
+    for (path, css, text, shot) in pages {
+        a.goto(&server.url(path)).await;
+        a.wait_text(css, text).await;
+        a.screenshot(shot).await;
+        if let Some(source) = &axe {
+            for v in a.axe(source).await {
+                problems.push(format!("{path}: {v}"));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "accessibility violations:\n{}",
+        problems.join("\n")
+    );
+    if let Some(source) = &axe {
+        // The pass can fail: an unlabelled field added to a page is caught.
+        a.js("var i = document.createElement('input'); i.id = 'axe-probe'; document.querySelector('main').appendChild(i); return null;")
+            .await;
+        let found = a.axe(source).await;
+        assert!(
+            found
+                .iter()
+                .any(|v| v.starts_with("label:") && v.contains("#axe-probe")),
+            "axe-core missed an unlabelled input: {found:?}"
+        );
+    }
+    // Keyboard: the skip link is the first stop and moves focus to the content.
+    a.goto(&server.url("/w/default/flags")).await;
+    a.wait_text("h1", "Flags").await;
+    a.post(
+        "/actions",
+        json!({"actions": [{"type": "key", "id": "kb", "actions": [
+            {"type": "keyDown", "value": "\u{E004}"}, {"type": "keyUp", "value": "\u{E004}"}]}]}),
+    )
+    .await;
+    assert_eq!(a.js("return document.activeElement.className;").await, json!("skip"));
+    a.quit().await;
 }

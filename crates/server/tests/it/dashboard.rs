@@ -436,3 +436,401 @@ async fn the_metrics_page_shows_the_north_star_and_its_tree_with_sparklines() {
     assert!(page.contains("id=\"spark-revenue\""), "a sparkline per metric");
     assert!(page.contains("no trend yet"));
 }
+
+/// Conversion (North Star) and errors metrics, flag `checkout` on in
+/// production, and a started experiment `checkout-button` on it.
+pub(crate) async fn running_experiment(server: &TestServer) {
+    server.flag("checkout", "production").await;
+    for m in [
+        json!({"key": "checkout_conversion", "name": "Checkout conversion", "aggregation": "conversion",
+               "event": "purchase", "good_direction": "increase", "north_star": true}),
+        json!({"key": "errors", "name": "Errors", "aggregation": "count", "event": "error",
+               "good_direction": "decrease", "parent": "checkout_conversion"}),
+    ] {
+        let r = server
+            .post("/api/v1/workspaces/default/metrics", json!({"metric": m}))
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let experiment = json!({
+        "key": "checkout-button", "name": "Green checkout button", "environment": "production", "flag": "checkout",
+        "arms": [{"variation": "off", "weight": 50}, {"variation": "on", "weight": 50}],
+        "primary_metric": "checkout_conversion", "guardrails": ["errors"],
+        "hypothesis": {"direction": "increase", "minimum_effect": 0.05},
+        "success_criteria": "conversion up by at least 5% with errors not worse",
+        "planned_sample_size": 4000, "analysis": "sequential"
+    });
+    let r = server
+        .post(
+            "/api/v1/workspaces/default/experiments",
+            json!({"experiment": experiment}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = server
+        .post(
+            "/api/v1/workspaces/default/experiments/checkout-button/start",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+/// Exposes `units` users to the experiment, `treated` of every 10 on `on`:
+/// control buys every 11th unit, treatment every 7th; errors are rare in
+/// both. Deterministic, written straight to the store and rolled up.
+pub(crate) async fn simulate(server: &TestServer, units: u32, treated: u32) {
+    let env = server
+        .state
+        .store
+        .get_environment("default", "production")
+        .await
+        .unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut b = sextant_store::EventBatchBuilder::with_capacity(units as usize * 2);
+    for i in 0..units {
+        let unit = format!("u{i}");
+        let on = i % 10 < treated;
+        b.exposure("checkout", if on { "on" } else { "off" }, &unit, now);
+        if (on && i % 7 == 0) || (!on && i % 11 == 0) {
+            b.track("purchase", &unit, Some(20.0), now, None);
+        }
+        if i % 53 == 0 {
+            b.track("error", &unit, None, now, None);
+        }
+    }
+    server
+        .state
+        .store
+        .append_event_batches(&[b.finish(env.id, None)])
+        .await
+        .unwrap();
+    server.state.store.rollup_events(1_000).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_experiment_page_plots_lift_with_its_interval_and_prints_every_number() {
+    let server = TestServer::start().await;
+    running_experiment(&server).await;
+    simulate(&server, 4000, 5).await;
+    let mut b = Browser::new(&server);
+    b.sign_in(ADMIN).await;
+    let (status, page, _) = b.get("/w/default/experiments").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Green checkout button") && page.contains("running"),
+        "{page}"
+    );
+    let (status, page, _) = b.get("/w/default/experiments/checkout-button").await;
+    assert_eq!(status, 200, "{page}");
+    let api = server
+        .get("/api/v1/workspaces/default/experiments/checkout-button/results")
+        .await;
+    let c = &api.body["analysis"]["primary"]["comparisons"][0];
+    // The chart is an SVG image whose description carries the numbers the
+    // API reports, and the table repeats them, chance to win included.
+    assert!(page.contains(r#"<svg id="primary-lift""#), "{page}");
+    let lift = c["lift"].as_f64().unwrap();
+    let shown = format!("{:+.1}%", lift * 100.0);
+    assert!(
+        page.contains(&format!("on: {shown} (")),
+        "lift {shown} in the chart: {page}"
+    );
+    let chance = format!("{:.1}%", c["chance_to_win"].as_f64().unwrap() * 100.0);
+    assert!(
+        page.contains(&format!("<td class=\"chance\">{chance}</td>")),
+        "{chance}: {page}"
+    );
+    assert!(page.contains("No sample ratio mismatch"), "{page}");
+    assert!(page.contains("Guardrail: <code>errors</code>"));
+    // The decision form sits beside its context.
+    assert!(page.contains("Record decision") && page.contains("Context for this decision"));
+}
+
+#[tokio::test]
+async fn a_sample_ratio_mismatch_is_announced_as_an_alert_above_the_results() {
+    let server = TestServer::start().await;
+    running_experiment(&server).await;
+    // 70% of units on treatment against a configured 50/50.
+    simulate(&server, 4000, 7).await;
+    let mut b = Browser::new(&server);
+    b.sign_in(ADMIN).await;
+    let (_, page, _) = b.get("/w/default/experiments/checkout-button").await;
+    let alert = page.find(r#"id="srm""#).expect("an SRM notice");
+    let tag = &page[page[..alert].rfind('<').unwrap()..alert + page[alert..].find('>').unwrap()];
+    assert!(tag.contains(r#"role="alert""#), "announced as an alert: {tag}");
+    assert!(page[alert..].contains("do not trust these results"), "{page}");
+    assert!(
+        alert < page.find("primary-lift").unwrap(),
+        "the warning comes before the numbers"
+    );
+}
+
+#[tokio::test]
+async fn deciding_an_experiment_in_the_dashboard_records_the_learning_and_a_viewer_is_not_offered_it() {
+    let server = TestServer::start().await;
+    running_experiment(&server).await;
+    simulate(&server, 1000, 5).await;
+    let viewer = server.token(json!({"kind": "admin", "role": "viewer"})).await;
+    let mut v = Browser::new(&server);
+    v.sign_in(&viewer).await;
+    let (_, page, _) = v.get("/w/default/experiments/checkout-button").await;
+    assert!(!page.contains("Record decision") && page.contains("may not decide experiments"));
+    let mut b = Browser::new(&server);
+    let csrf = b.sign_in(ADMIN).await;
+    let path = "/w/default/experiments/checkout-button/decide";
+    let (status, page, _) = b
+        .post(path, &[("csrf", &csrf), ("decision", "ship"), ("learning", "")])
+        .await;
+    assert_eq!(status, 422, "a decision without a learning is refused: {page}");
+    let (status, _, headers) = b
+        .post(
+            path,
+            &[
+                ("csrf", &csrf),
+                ("decision", "ship"),
+                ("learning", "Green converts better"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        headers["location"],
+        "/w/default/experiments/checkout-button?done=decided"
+    );
+    let r = server
+        .get("/api/v1/workspaces/default/experiments/checkout-button")
+        .await;
+    assert_eq!(r.body["status"], "decided");
+    assert_eq!(r.body["learning"], "Green converts better");
+}
+
+#[tokio::test]
+async fn an_archive_request_waits_for_a_second_product_person_and_is_not_offered_to_its_requester() {
+    let server = TestServer::start().await;
+    server.flag("old-banner", "production").await;
+    let mut requester = Browser::new(&server);
+    let csrf = requester.sign_in(ADMIN).await;
+    let (status, page, _) = requester.get("/w/default/flags/old-banner/archive").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Needs approval"),
+        "the context says it is irreversible: {page}"
+    );
+    let (status, _, headers) = requester
+        .post(
+            "/w/default/flags/old-banner/archive",
+            &[("csrf", &csrf), ("reason", "launched long ago")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let location = headers["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/w/default/approvals?done=filed-"), "{location}");
+    let id = location.rsplit('-').next().unwrap().to_owned();
+    // Nothing changed yet, and the requester is not offered the decision.
+    let flag = server.get("/api/v1/workspaces/default/flags/old-banner").await;
+    assert_eq!(flag.body["flag"]["environments"]["production"]["enabled"], true);
+    let (_, page, _) = requester.get(&format!("/w/default/approvals/{id}")).await;
+    assert!(
+        page.contains("You filed this request") && !page.contains("id=\"approve\""),
+        "{page}"
+    );
+    // A forged approval by the requester is refused by the API's rule.
+    let (status, page, _) = requester
+        .post(
+            &format!("/w/default/approvals/{id}/decide"),
+            &[("csrf", &csrf), ("decision", "approve")],
+        )
+        .await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("self_approval_refused"));
+    // An engineer may not decide either.
+    let engineer = server.token(json!({"kind": "admin", "role": "engineer"})).await;
+    let mut e = Browser::new(&server);
+    e.sign_in(&engineer).await;
+    let (_, page, _) = e.get("/w/default/approvals").await;
+    assert!(page.contains("Your role (engineer) may not decide"), "{page}");
+    // A second person with the product role approves; the flag is archived.
+    let product = server
+        .token(json!({"kind": "admin", "role": "product", "name": "pat"}))
+        .await;
+    let mut p = Browser::new(&server);
+    let pcsrf = p.sign_in(&product).await;
+    let (_, page, _) = p.get("/w/default/approvals").await;
+    assert!(page.contains(&format!("Review #{id}")), "{page}");
+    let (_, page, _) = p.get(&format!("/w/default/approvals/{id}")).await;
+    assert!(page.contains("id=\"approve\"") && page.contains("Context for this decision"));
+    let (status, _, headers) = p
+        .post(
+            &format!("/w/default/approvals/{id}/decide"),
+            &[("csrf", &pcsrf), ("decision", "approve"), ("reason", "agreed")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/w/default/approvals?done=approved");
+    let r = server
+        .get(&format!("/api/v1/workspaces/default/change-requests/{id}"))
+        .await;
+    assert_eq!(r.body["status"], "applied");
+    assert!(r.body["decided_by"].as_str().unwrap().starts_with("pat"));
+    let flag = server.get("/api/v1/workspaces/default/flags/old-banner").await;
+    assert_eq!(flag.body["flag"]["environments"]["production"]["enabled"], false);
+}
+
+#[tokio::test]
+async fn the_decision_context_shows_the_metric_experiments_principles_and_whether_approval_is_needed() {
+    let server = TestServer::start().await;
+    running_experiment(&server).await;
+    simulate(&server, 1000, 5).await;
+    let r = server
+        .post(
+            "/api/v1/workspaces/default/principles",
+            json!({"key": "privacy-first", "name": "Privacy first", "description": "No tracking without consent"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = server
+        .post(
+            "/api/v1/workspaces/default/violations",
+            json!({"principle": "privacy-first", "subject": "flag:checkout", "justification": "needed for fraud checks",
+                   "owner": "risk-team", "review_date": "2030-01-01"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let mut b = Browser::new(&server);
+    b.sign_in(ADMIN).await;
+    let (_, page, _) = b
+        .get("/w/default/flags/checkout/envs/production/toggle?enabled=false")
+        .await;
+    let context = &page[page.find("Context for this decision").expect("a context panel")..];
+    assert!(
+        context.contains("Target metric now") && context.contains("Checkout conversion"),
+        "{context}"
+    );
+    assert!(
+        context.contains("Green checkout button"),
+        "the running experiment: {context}"
+    );
+    assert!(
+        context.contains("Privacy first") && context.contains("needed for fraud checks"),
+        "{context}"
+    );
+    assert!(context.contains("No approval needed"), "{context}");
+    // A policy that gates targeting shows on the targeting form, and saving
+    // it files a change request instead of changing the flag.
+    let policy = json!({"policy": {"require_approval": ["flag.targeting"]}});
+    let r = server
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/workspaces/default/policy",
+            ADMIN,
+            Some(policy),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let id = r.body["id"].as_i64().unwrap();
+    let product = server.token(json!({"kind": "admin", "role": "product"})).await;
+    let r = server
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/workspaces/default/change-requests/{id}/approve"),
+            &product,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let (_, page, _) = b.get("/w/default/flags/checkout/envs/production/targeting").await;
+    assert!(
+        page.contains("this workspace's policy gates targeting changes"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn principles_weekly_review_and_dora_pages_show_stored_data() {
+    let server = TestServer::start().await;
+    server.flag("checkout", "production").await;
+    let r = server
+        .post(
+            "/api/v1/workspaces/default/principles",
+            json!({"key": "mobile-parity", "name": "Mobile parity", "description": "Web and app ship together"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = server
+        .post(
+            "/api/v1/workspaces/default/violations",
+            json!({"principle": "mobile-parity", "subject": "flag:checkout", "justification": "web first for the sale",
+                   "owner": "web-team", "review_date": "2020-01-01"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let now = chrono::Utc::now();
+    for (status, hours_ago) in [("success", 30), ("failed", 20), ("success", 10)] {
+        let at = now - chrono::Duration::hours(hours_ago);
+        let r = server
+            .post(
+                "/api/v1/deploys",
+                json!({"workspace": "default", "service": "web", "version": format!("v{hours_ago}"),
+                       "commit_time": (at - chrono::Duration::hours(2)).to_rfc3339(), "deploy_time": at.to_rfc3339(),
+                       "status": status}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let mut b = Browser::new(&server);
+    b.sign_in(ADMIN).await;
+    let (status, page, _) = b.get("/w/default/principles").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Mobile parity") && page.contains("web first for the sale") && page.contains("overdue"));
+    let (status, page, _) = b.get("/w/default/review").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Open principle violations (1)"), "{page}");
+    assert!(page.contains("What we learned") && page.contains("Stop") && page.contains("Start"));
+    let (status, page, _) = b.get("/w/default/dora").await;
+    assert_eq!(status, 200, "{page}");
+    let api = server.get("/api/v1/dora?workspace=default").await;
+    assert_eq!(api.status, 200, "{:?}", api.body);
+    assert!(page.contains("<th scope=\"row\">web</th>"), "{page}");
+    assert!(page.contains("Deploys per service"), "{page}");
+}
+
+#[tokio::test]
+async fn the_live_stream_announces_new_metric_data() {
+    let server = TestServer::start().await;
+    let sdk = server.server_token("production").await;
+    let mut b = Browser::new(&server);
+    b.sign_in(ADMIN).await;
+    let r = b
+        .http
+        .get(server.url("/ui/live"))
+        .header("cookie", b.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    let mut stream = r.bytes_stream();
+    use futures_util::StreamExt;
+    let mut text = String::new();
+    while !text.contains("event: hello") {
+        text.push_str(&String::from_utf8_lossy(&stream.next().await.unwrap().unwrap()));
+    }
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let r = server
+        .call(
+            reqwest::Method::POST,
+            "/events/v1/batch",
+            &sdk,
+            Some(json!({"batch_id": "live-1", "events": [
+                {"kind": "track", "event": "purchase", "targeting_key": "u1", "value": 3.0, "timestamp": at}]})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    while !text.contains(r#""kind":"metrics""#) {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+            .await
+            .expect("a metrics change event")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
