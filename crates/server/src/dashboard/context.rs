@@ -254,7 +254,7 @@ pub async fn panel(
             .await
             .unwrap_or_default()
             .into_iter()
-            .filter(|x| x.definition.flag == f.key)
+            .filter(|x| x.definition.flag == f.key && env.is_none_or(|e| e.key == x.definition.environment))
             .collect(),
         None => Vec::new(),
     };

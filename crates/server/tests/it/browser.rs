@@ -492,7 +492,14 @@ async fn a_second_person_approves_a_request_and_results_update_live_on_accessibl
     b.wait_text("aside.context", "Approving applies").await;
     b.fill("#reason", "agreed in the weekly review").await;
     b.screenshot("12-approve").await;
-    b.click("#approve").await;
+    // By keyboard: focus the approve button and press Enter.
+    b.js("document.getElementById('approve').focus(); return null;").await;
+    b.post(
+        "/actions",
+        json!({"actions": [{"type": "key", "id": "kb", "actions": [
+            {"type": "keyDown", "value": "\u{E007}"}, {"type": "keyUp", "value": "\u{E007}"}]}]}),
+    )
+    .await;
     b.wait_text(".notice.done", "Approved").await;
     let took = a.wait_text("#decided", "applied").await;
     eprintln!("the requester's inbox showed the approval {took:?} after the approver's form returned");

@@ -834,3 +834,58 @@ async fn the_live_stream_announces_new_metric_data() {
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
 }
+
+#[tokio::test]
+async fn a_rollout_is_started_and_paused_from_its_page_and_a_viewer_is_not_offered_it() {
+    let server = TestServer::start().await;
+    server.flag("search-v2", "staging").await;
+    let plan = json!({"plan": {"control": "off", "treatment": "on",
+        "stages": [{"percent": 10, "min_hold_seconds": 86400}, {"percent": 100}]}});
+    let r = server
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/workspaces/default/flags/search-v2/environments/staging/rollout",
+            ADMIN,
+            Some(plan),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let page_path = "/w/default/flags/search-v2/envs/staging/rollout";
+    let viewer = server.token(json!({"kind": "admin", "role": "viewer"})).await;
+    let mut v = Browser::new(&server);
+    v.sign_in(&viewer).await;
+    let (_, page, _) = v.get(page_path).await;
+    assert!(
+        page.contains("may not change this rollout") && !page.contains("rollout-start"),
+        "{page}"
+    );
+    let mut b = Browser::new(&server);
+    let csrf = b.sign_in(ADMIN).await;
+    let (status, page, _) = b.get(page_path).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("stage 1: 10% (todo), stage 2: 100% (todo)"), "{page}");
+    let action = format!("{page_path}/action");
+    let (status, _, headers) = b
+        .post(
+            &action,
+            &[("csrf", &csrf), ("action", "start"), ("reason", "ship it slowly")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], format!("{page_path}?done=start"));
+    let r = server
+        .get("/api/v1/workspaces/default/flags/search-v2/environments/staging/rollout")
+        .await;
+    assert_eq!(r.body["status"], "running");
+    // Pausing twice: the second is the API's conflict, shown on the page.
+    let (status, _, _) = b.post(&action, &[("csrf", &csrf), ("action", "pause")]).await;
+    assert_eq!(status, 303);
+    let (status, page, _) = b.post(&action, &[("csrf", &csrf), ("action", "pause")]).await;
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("only a running plan can be paused"), "{page}");
+    let (_, page, _) = b.get("/w/default/rollouts").await;
+    assert!(
+        page.contains("search-v2 in staging") && page.contains("paused"),
+        "{page}"
+    );
+}
