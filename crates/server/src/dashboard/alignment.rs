@@ -3,39 +3,74 @@
 //! `reports::review`, the same as `GET /api/v1/reviews/weekly`), and the
 //! DORA figures (`reports::dora_for`, the same as `GET /api/v1/dora`).
 
-use axum::extract::{Path, Query, State};
-use axum::response::Response;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{Duration, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
+use sextant_store::Role;
 
 use super::charts;
 use super::layout::{self, Nav, enc};
 use super::session::Ui;
 use super::time;
+use crate::api::principles::{NewPrinciple, Resolution, ViolationBody};
+use crate::auth::Action;
+use crate::error::{ApiError, ApiJson};
 use crate::reports::{self, Cadence, DoraWeek};
-use crate::state::AppState;
+use crate::state::{AppState, Change};
+
+/// `?done=` after a form.
+#[derive(Debug, Default, Deserialize)]
+pub struct Done {
+    done: Option<String>,
+}
 
 /// `GET /w/{ws}/principles`.
-pub async fn principles(State(state): State<AppState>, ui: Ui, Path(ws): Path<String>) -> Response {
-    let loaded = tokio::try_join!(
-        state.store.list_principles(&ws),
-        state.store.list_violations(&ws, false)
-    );
+pub async fn principles(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(ws): Path<String>,
+    Query(done): Query<Done>,
+) -> Response {
+    let text = match done.done.as_deref() {
+        Some("principle") => Some("Principle defined."),
+        Some("violation") => Some("Violation declared, with its owner and review date."),
+        Some("resolved") => Some("Violation resolved."),
+        _ => None,
+    };
+    principles_page(&state, &ui, &ws, text, None, &ViolationForm::default()).await
+}
+
+async fn principles_page(
+    state: &AppState,
+    ui: &Ui,
+    ws: &str,
+    done: Option<&str>,
+    error: Option<ApiError>,
+    draft: &ViolationForm,
+) -> Response {
+    let loaded = tokio::try_join!(state.store.list_principles(ws), state.store.list_violations(ws, false));
     let (principles, violations) = match loaded {
         Ok(v) => v,
-        Err(e) => return layout::error_page(&ui, Some(&ws), e.into()),
+        Err(e) => return layout::error_page(ui, Some(ws), e.into()),
     };
     let today = time::rfc3339(time::unix_now());
     let today = &today[..10];
+    let product = matches!(ui.role, Role::Product | Role::Admin);
+    let may_declare = product || ui.may(Action::EditFlag);
+    let status = error.as_ref().map_or(StatusCode::OK, |e| e.code.meta().1);
     let main = html! {
+        @if let Some(t) = done { (layout::done_box(t)) }
         h1 { "Principles and violations" }
         p .muted { "A principle may be broken only with a written justification, an accountable owner and a date to look at it again." }
+        @if let Some(e) = &error { (layout::error_box(e)) }
         section #principles data-live aria-labelledby="principles-title" {
             h2 #principles-title { "Principles" }
             @if principles.is_empty() {
-                p { "No principles yet. Define one with " code { "POST /api/v1/workspaces/" (ws) "/principles" } " (product or admin role)." }
+                p { "No principles yet." }
             } @else {
                 dl .facts {
                     @for p in &principles {
@@ -61,14 +96,24 @@ pub async fn principles(State(state): State<AppState>, ui: Ui, Path(ws): Path<St
                         @for v in &violations {
                             tr {
                                 td { code { (v.principle) } }
-                                td { (subject_link(&ws, &v.subject)) }
+                                td { (subject_link(ws, &v.subject)) }
                                 td { (v.justification) }
                                 td { (v.owner) }
                                 td { (v.review_date) @if v.resolved_at.is_none() && v.review_date.as_str() < today { " " span .bad { "overdue" } } }
                                 td {
                                     @match &v.resolution {
                                         Some(r) => { "resolved: " (r) }
-                                        None => span .warn { "open" },
+                                        None => {
+                                            span .warn { "open" }
+                                            @if product {
+                                                form .inline method="post" action=(format!("/w/{}/violations/{}/resolve", enc(ws), v.id)) {
+                                                    input type="hidden" name="csrf" value=(ui.csrf);
+                                                    label .sr-only for=(format!("resolution-{}", v.id)) { "How violation " (v.id) " was resolved" }
+                                                    input #(format!("resolution-{}", v.id)) name="resolution" placeholder="how it was resolved" required;
+                                                    button type="submit" .secondary { "Resolve" }
+                                                }
+                                            }
+                                        }
                                     }
                                 }
                             }
@@ -77,8 +122,172 @@ pub async fn principles(State(state): State<AppState>, ui: Ui, Path(ws): Path<St
                 }
             }
         }
+        @if may_declare && !principles.is_empty() {
+            section aria-labelledby="declare-title" {
+                h2 #declare-title { "Declare a violation" }
+                form method="post" action=(format!("/w/{}/violations", enc(ws))) {
+                    input type="hidden" name="csrf" value=(ui.csrf);
+                    label for="principle" { "Principle" }
+                    select #principle name="principle" {
+                        @for p in &principles { option value=(p.key) selected[draft.principle == p.key] { (p.name) } }
+                    }
+                    label for="subject" { "What breaks it (" code { "flag:<key>" } ", " code { "change:<id>" } ", …)" }
+                    input #subject name="subject" value=(draft.subject) required;
+                    label for="justification" { "Why it is worth it" }
+                    textarea #justification name="justification" rows="2" required { (draft.justification) }
+                    label for="owner" { "Accountable owner" }
+                    input #owner name="owner" value=(draft.owner) required;
+                    label for="review_date" { "Look at it again by" }
+                    input #review_date type="date" name="review_date" value=(draft.review_date) required;
+                    div .actions { button type="submit" #declare { "Declare violation" } }
+                }
+            }
+        }
+        @if product {
+            section aria-labelledby="define-title" {
+                h2 #define-title { "Define a principle" }
+                form method="post" action=(format!("/w/{}/principles", enc(ws))) {
+                    input type="hidden" name="csrf" value=(ui.csrf);
+                    label for="pkey" { "Key" }
+                    input #pkey name="key" required pattern="[A-Za-z0-9][A-Za-z0-9._-]*";
+                    label for="pname" { "Name" }
+                    input #pname name="name" required;
+                    label for="pdescription" { "What it asks of everyone" }
+                    textarea #pdescription name="description" rows="2" required {}
+                    div .actions { button type="submit" #define { "Define principle" } }
+                }
+            }
+        }
     };
-    layout::ok(layout::page(&ui, Some(&ws), Nav::Principles, "Principles", main))
+    (status, layout::page(ui, Some(ws), Nav::Principles, "Principles", main)).into_response()
+}
+
+/// The violation form's fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct ViolationForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    principle: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    justification: String,
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    review_date: String,
+}
+
+fn some(s: &str) -> Option<String> {
+    (!s.trim().is_empty()).then(|| s.trim().to_owned())
+}
+
+fn announce(state: &AppState, ws: &str, kind: &str) {
+    // Principles and violations are not flag writes: nothing else announces them.
+    state.announce(Change {
+        workspace: Some(ws.to_owned()),
+        kind: Some(kind.to_owned()),
+        key: None,
+    });
+}
+
+/// `POST /w/{ws}/violations`: the API's `create_violation`.
+pub async fn declare(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(ws): Path<String>,
+    Form(form): Form<ViolationForm>,
+) -> Response {
+    if let Some(r) = ui.reject_csrf(&form.csrf) {
+        return r;
+    }
+    let body = ViolationBody {
+        principle: some(&form.principle),
+        subject: some(&form.subject),
+        justification: some(&form.justification),
+        owner: some(&form.owner),
+        review_date: some(&form.review_date),
+    };
+    match crate::api::principles::create_violation(State(state.clone()), ui.admin(), Path(ws.clone()), ApiJson(body))
+        .await
+    {
+        Ok(_) => {
+            announce(&state, &ws, "violation");
+            Redirect::to(&format!("/w/{}/principles?done=violation", enc(&ws))).into_response()
+        }
+        Err(e) => principles_page(&state, &ui, &ws, None, Some(e), &form).await,
+    }
+}
+
+/// The resolve form.
+#[derive(Debug, Deserialize)]
+pub struct ResolveForm {
+    csrf: String,
+    #[serde(default)]
+    resolution: String,
+}
+
+/// `POST /w/{ws}/violations/{id}/resolve`: the API's `resolve_violation`.
+pub async fn resolve(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path((ws, id)): Path<(String, i64)>,
+    Form(form): Form<ResolveForm>,
+) -> Response {
+    if let Some(r) = ui.reject_csrf(&form.csrf) {
+        return r;
+    }
+    let body = Resolution {
+        resolution: form.resolution.clone(),
+    };
+    let path = Path((ws.clone(), id));
+    match crate::api::principles::resolve_violation(State(state.clone()), ui.admin(), path, ApiJson(body)).await {
+        Ok(_) => {
+            announce(&state, &ws, "violation");
+            Redirect::to(&format!("/w/{}/principles?done=resolved", enc(&ws))).into_response()
+        }
+        Err(e) => principles_page(&state, &ui, &ws, None, Some(e), &ViolationForm::default()).await,
+    }
+}
+
+/// The principle form.
+#[derive(Debug, Deserialize)]
+pub struct PrincipleForm {
+    csrf: String,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// `POST /w/{ws}/principles`: the API's `create_principle`.
+pub async fn define(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(ws): Path<String>,
+    Form(form): Form<PrincipleForm>,
+) -> Response {
+    if let Some(r) = ui.reject_csrf(&form.csrf) {
+        return r;
+    }
+    let body = NewPrinciple {
+        key: form.key.trim().to_owned(),
+        name: form.name.trim().to_owned(),
+        description: form.description.trim().to_owned(),
+        reason: None,
+    };
+    match crate::api::principles::create_principle(State(state.clone()), ui.admin(), Path(ws.clone()), ApiJson(body))
+        .await
+    {
+        Ok(_) => {
+            announce(&state, &ws, "principle");
+            Redirect::to(&format!("/w/{}/principles?done=principle", enc(&ws))).into_response()
+        }
+        Err(e) => principles_page(&state, &ui, &ws, None, Some(e), &ViolationForm::default()).await,
+    }
 }
 
 /// `flag:<key>` links to the flag; anything else prints as it is.

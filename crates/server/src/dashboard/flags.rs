@@ -327,6 +327,16 @@ pub async fn detail(
         .into_iter()
         .filter(|x| x.definition.flag == key)
         .collect();
+    // The 30-day review opened at the first production exposure, if any.
+    let review = state
+        .store
+        .list_reviews(&ws)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.flag == key)
+        .max_by(|a, b| a.due_at.cmp(&b.due_at));
+    let now = time::rfc3339(time::unix_now());
     let f = &rec.flag;
     let main = html! {
         @if let Some(text) = done.done.as_deref().and_then(done_text) { (layout::done_box(text)) }
@@ -347,6 +357,20 @@ pub async fn detail(
                 }
             }
             dt { "Version" } dd { (rec.version) ", updated " (time::short(&rec.updated_at)) }
+            dt { "30-day review" } dd #review-due {
+                @match &review {
+                    None => "not open yet: it opens at the first exposure in production and is due 30 days later",
+                    Some(r) => {
+                        @match r.decision {
+                            Some(d) => { "decided: " (d.as_str()) @if let Some(t) = &r.reviewed_at { " on " (time::short(t)) } }
+                            None => {
+                                "due " (time::short(&r.due_at))
+                                @if r.due_at.as_str() < now.as_str() { " " span .bad { "overdue" } }
+                            }
+                        }
+                    }
+                }
+            }
         }
         section aria-labelledby="hyp-title" {
             h2 #hyp-title { "Hypothesis" }

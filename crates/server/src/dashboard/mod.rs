@@ -78,7 +78,12 @@ pub fn router() -> Router<AppState> {
         .route("/w/{ws}/approvals", get(approvals::inbox))
         .route("/w/{ws}/approvals/{id}", get(approvals::detail))
         .route("/w/{ws}/approvals/{id}/decide", axum::routing::post(approvals::decide))
-        .route("/w/{ws}/principles", get(alignment::principles))
+        .route("/w/{ws}/principles", get(alignment::principles).post(alignment::define))
+        .route("/w/{ws}/violations", axum::routing::post(alignment::declare))
+        .route(
+            "/w/{ws}/violations/{id}/resolve",
+            axum::routing::post(alignment::resolve),
+        )
         .route("/w/{ws}/review", get(alignment::weekly))
         .route("/w/{ws}/dora", get(alignment::dora))
         .route("/w/{ws}/audit", get(audit::page))

@@ -889,3 +889,61 @@ async fn a_rollout_is_started_and_paused_from_its_page_and_a_viewer_is_not_offer
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn violations_are_declared_and_resolved_through_the_principles_page_by_the_roles_the_api_allows() {
+    let server = TestServer::start().await;
+    let product = server.token(json!({"kind": "admin", "role": "product"})).await;
+    let mut p = Browser::new(&server);
+    let csrf = p.sign_in(&product).await;
+    let (status, _, headers) = p
+        .post(
+            "/w/default/principles",
+            &[
+                ("csrf", &csrf),
+                ("key", "mobile-parity"),
+                ("name", "Mobile parity"),
+                ("description", "Ship together"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/w/default/principles?done=principle");
+    // A missing justification is named by the API's validation.
+    let mut form = vec![
+        ("csrf", csrf.as_str()),
+        ("principle", "mobile-parity"),
+        ("subject", "flag:checkout"),
+        ("justification", ""),
+        ("owner", "web-team"),
+        ("review_date", "2031-02-03"),
+    ];
+    let (status, page, _) = p.post("/w/default/violations", &form).await;
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("<code>/justification</code>"), "{page}");
+    assert!(page.contains("value=\"web-team\""), "the draft is kept: {page}");
+    form[3].1 = "web first for the sale";
+    let (status, _, _) = p.post("/w/default/violations", &form).await;
+    assert_eq!(status, 303);
+    let r = server.get("/api/v1/workspaces/default/violations").await;
+    let id = r.body["items"][0]["id"].as_i64().unwrap();
+    // A viewer sees the violation but is offered no form.
+    let viewer = server.token(json!({"kind": "admin", "role": "viewer"})).await;
+    let mut v = Browser::new(&server);
+    v.sign_in(&viewer).await;
+    let (_, page, _) = v.get("/w/default/principles").await;
+    assert!(page.contains("web first for the sale"));
+    assert!(
+        !page.contains("Declare violation") && !page.contains(">Resolve<"),
+        "{page}"
+    );
+    let (status, _, _) = p
+        .post(
+            &format!("/w/default/violations/{id}/resolve"),
+            &[("csrf", &csrf), ("resolution", "app caught up")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let r = server.get("/api/v1/workspaces/default/violations").await;
+    assert_eq!(r.body["items"][0]["resolution"], "app caught up");
+}
