@@ -66,6 +66,22 @@ pub struct ListQuery {
     status: String,
     /// Only stale flags.
     stale: Option<String>,
+    /// `active` (not archived) or `archived`.
+    #[serde(default)]
+    lifecycle: String,
+}
+
+/// Keys of the workspace's archived flags.
+async fn archived(state: &AppState, ws: &str) -> BTreeSet<String> {
+    state
+        .store
+        .list_lifecycle(ws)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| l.archived_at.is_some())
+        .map(|l| l.flag)
+        .collect()
 }
 
 fn is_stale(r: &FlagRecord, cutoff: &str) -> bool {
@@ -83,6 +99,7 @@ pub async fn list(
         Ok(v) => v,
         Err(e) => return layout::error_page(&ui, Some(&ws), e.into()),
     };
+    let archived = archived(&state, &ws).await;
     let cutoff = time::rfc3339(time::unix_now() - STALE_DAYS * 86_400);
     let status_env = if q.env.is_empty() {
         envs.iter()
@@ -116,6 +133,11 @@ pub async fn list(
                     _ => true,
                 }
                 && (q.stale.is_none() || is_stale(r, &cutoff))
+                && match q.lifecycle.as_str() {
+                    "active" => !archived.contains(&f.key),
+                    "archived" => archived.contains(&f.key),
+                    _ => true,
+                }
         })
         .collect();
     let main = html! {
@@ -155,6 +177,14 @@ pub async fn list(
                     @for e in &envs { option value=(e.key) selected[e.key == status_env] { (e.name) } }
                 }
             }
+            div {
+                label for="lifecycle" { "Lifecycle" }
+                select #lifecycle name="lifecycle" {
+                    option value="" { "any" }
+                    option value="active" selected[q.lifecycle == "active"] { "active" }
+                    option value="archived" selected[q.lifecycle == "archived"] { "archived" }
+                }
+            }
             div .check {
                 input #stale type="checkbox" name="stale" value="1" checked[q.stale.is_some()];
                 label for="stale" title=(format!("temporary flags unchanged for {STALE_DAYS} days")) { "Stale only" }
@@ -179,6 +209,7 @@ pub async fn list(
                         td {
                             a href=(flag_url(&ws, &r.flag.key)) { (r.flag.key) }
                             @if is_stale(r, &cutoff) { " " span .badge.stale { "stale" } }
+                            @if archived.contains(&r.flag.key) { " " span .badge.off { "archived" } }
                             @if let Some(d) = &r.flag.description { br; span .muted { (d) } }
                         }
                         td { (r.flag.owner.as_deref().unwrap_or("—")) }
@@ -337,12 +368,13 @@ pub async fn detail(
         .filter(|r| r.flag == key)
         .max_by(|a, b| a.due_at.cmp(&b.due_at));
     let now = time::rfc3339(time::unix_now());
+    let is_archived = archived(&state, &ws).await.contains(&key);
     let f = &rec.flag;
     let main = html! {
         @if let Some(text) = done.done.as_deref().and_then(done_text) { (layout::done_box(text)) }
         div .titlebar {
-            h1 { (f.key) " " span .badge.kind { (f.kind.as_str()) } }
-            @if ui.may(Action::DeleteFlag) {
+            h1 { (f.key) " " span .badge.kind { (f.kind.as_str()) } @if is_archived { " " span .badge.off { "archived" } } }
+            @if ui.may(Action::DeleteFlag) && !is_archived {
                 a .button.secondary href=(format!("{}/archive", flag_url(&ws, &f.key))) #archive { "Archive…" }
             }
         }

@@ -675,6 +675,17 @@ async fn an_archive_request_waits_for_a_second_product_person_and_is_not_offered
     assert!(r.body["decided_by"].as_str().unwrap().starts_with("pat"));
     let flag = server.get("/api/v1/workspaces/default/flags/old-banner").await;
     assert_eq!(flag.body["flag"]["environments"]["production"]["enabled"], false);
+    // The list marks it archived and filters by lifecycle; its page offers
+    // no second archive request.
+    let (_, page, _) = p.get("/w/default/flags?lifecycle=archived").await;
+    assert!(
+        page.contains("1 of 1 flags") && page.contains("archived</span>"),
+        "{page}"
+    );
+    let (_, page, _) = p.get("/w/default/flags?lifecycle=active").await;
+    assert!(page.contains("0 of 1 flags"), "{page}");
+    let (_, page, _) = requester.get("/w/default/flags/old-banner").await;
+    assert!(!page.contains("id=\"archive\""), "{page}");
 }
 
 #[tokio::test]
