@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use maud::{Markup, html};
 use sextant_stats::sequential::{Direction as StatsDirection, GuardrailStatus, SequentialMonitor};
 use sextant_store::{
-    AuditFilter, ChangeClass, Environment, ExperimentRecord, ExperimentStatus, FlagRecord, PlanRecord, PlanStatus,
-    Role, Violation,
+    AuditFilter, ChangeClass, Direction as MetricDirection, Environment, ExperimentRecord, ExperimentStatus,
+    FlagRecord, PlanRecord, PlanStatus, Role, Violation,
 };
 
 use super::charts;
@@ -258,6 +258,48 @@ pub async fn panel(
             .collect(),
         None => Vec::new(),
     };
+    // Each running experiment's guardrails at this look: the experiments
+    // API's own analysis (a look, like `GET …/results`).
+    let mut experiment_guards: Vec<(String, Vec<(String, &'static str)>, bool)> = Vec::new();
+    for x in experiments.iter().filter(|x| !x.definition.guardrails.is_empty()) {
+        let path = axum::extract::Path((ws.to_owned(), x.definition.key.clone()));
+        let verdicts =
+            match crate::api::experiments::results(axum::extract::State(state.clone()), ui.admin(), path).await {
+                Ok(r) => {
+                    let a = &r.0.analysis;
+                    let rows = a
+                        .guardrails
+                        .iter()
+                        .map(|m| {
+                            let worse = m.comparisons.iter().any(|c| {
+                                c.significant
+                                    && c.difference
+                                        .is_some_and(|d| (d > 0.0) != (m.good_direction == MetricDirection::Increase))
+                            });
+                            let better = m.comparisons.iter().any(|c| c.significant) && !worse;
+                            let verdict = if worse {
+                                "significantly worse"
+                            } else if better {
+                                "significantly better"
+                            } else {
+                                "no significant change"
+                            };
+                            (m.metric.clone(), verdict)
+                        })
+                        .collect();
+                    (rows, a.srm.mismatch)
+                }
+                Err(_) => (
+                    x.definition
+                        .guardrails
+                        .iter()
+                        .map(|g| (g.clone(), "no results yet"))
+                        .collect(),
+                    false,
+                ),
+            };
+        experiment_guards.push((x.definition.key.clone(), verdicts.0, verdicts.1));
+    }
     let principles = store.list_principles(ws).await.unwrap_or_default();
     let violations: Vec<Violation> = match f {
         Some(f) => store
@@ -341,8 +383,15 @@ pub async fn panel(
                             @let g = guardrails(p);
                             @if g.is_empty() { ", with no guardrail metric." } @else { (guardrail_list(&g)) }
                         }
-                        @for x in experiments.iter().filter(|x| !x.definition.guardrails.is_empty()) {
-                            "Experiment " code { (x.definition.key) } " guards " (x.definition.guardrails.join(", ")) "."
+                        @for (key, rows, srm) in &experiment_guards {
+                            "Experiment " code { (key) } ":"
+                            ul .guardrails {
+                                @for (metric, verdict) in rows {
+                                    li { code { (metric) } ": "
+                                        span class=(match *verdict { "significantly worse" => "bad", "significantly better" => "good", _ => "muted" }) { (verdict) } }
+                                }
+                            }
+                            @if *srm { p .bad { "Sample ratio mismatch: do not trust its numbers." } }
                         }
                     }
                     dt { "Running experiments" }

@@ -723,6 +723,10 @@ async fn the_decision_context_shows_the_metric_experiments_principles_and_whethe
         "the running experiment: {context}"
     );
     assert!(
+        context.contains("<code>errors</code>: <span class=\"muted\">no significant change</span>"),
+        "the experiment's guardrail at this look: {context}"
+    );
+    assert!(
         context.contains("Privacy first") && context.contains("needed for fraud checks"),
         "{context}"
     );
