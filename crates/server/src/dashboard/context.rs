@@ -166,6 +166,10 @@ pub fn guardrail_list(states: &[GuardrailState]) -> Markup {
     }
 }
 
+/// A running experiment's key, its guardrails' verdicts at this look, and
+/// whether its sample ratio is off.
+type ExperimentGuards = (String, Vec<(String, &'static str)>, bool);
+
 /// The panel. `flag` and `env` are what the form changes, when known.
 pub async fn panel(
     state: &AppState,
@@ -260,7 +264,7 @@ pub async fn panel(
     };
     // Each running experiment's guardrails at this look: the experiments
     // API's own analysis (a look, like `GET …/results`).
-    let mut experiment_guards: Vec<(String, Vec<(String, &'static str)>, bool)> = Vec::new();
+    let mut experiment_guards: Vec<ExperimentGuards> = Vec::new();
     for x in experiments.iter().filter(|x| !x.definition.guardrails.is_empty()) {
         let path = axum::extract::Path((ws.to_owned(), x.definition.key.clone()));
         let verdicts =
