@@ -270,16 +270,39 @@ pub async fn decide(
     }
 }
 
-/// `GET /w/{ws}/flags/{key}/archive`: the request form, with context.
-pub async fn archive_page(State(state): State<AppState>, ui: Ui, Path((ws, key)): Path<(String, String)>) -> Response {
-    archive_form(&state, &ui, &ws, &key, None, "").await
+/// Archiving or restoring: both are irreversible flag lifecycle changes
+/// that file a change request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lifecycle {
+    Archive,
+    Restore,
 }
 
-async fn archive_form(
+impl Lifecycle {
+    fn path(self) -> &'static str {
+        match self {
+            Lifecycle::Archive => "archive",
+            Lifecycle::Restore => "restore",
+        }
+    }
+}
+
+/// `GET /w/{ws}/flags/{key}/archive`: the request form, with context.
+pub async fn archive_page(State(state): State<AppState>, ui: Ui, Path((ws, key)): Path<(String, String)>) -> Response {
+    lifecycle_form(&state, &ui, &ws, &key, Lifecycle::Archive, None, "").await
+}
+
+/// `GET /w/{ws}/flags/{key}/restore`: the request form, with context.
+pub async fn restore_page(State(state): State<AppState>, ui: Ui, Path((ws, key)): Path<(String, String)>) -> Response {
+    lifecycle_form(&state, &ui, &ws, &key, Lifecycle::Restore, None, "").await
+}
+
+async fn lifecycle_form(
     state: &AppState,
     ui: &Ui,
     ws: &str,
     key: &str,
+    what: Lifecycle,
     error: Option<ApiError>,
     reason: &str,
 ) -> Response {
@@ -288,26 +311,35 @@ async fn archive_form(
         Err(e) => return layout::error_page(ui, Some(ws), e.into()),
     };
     let status = error.as_ref().map_or(StatusCode::OK, |e| e.code.meta().1);
-    let title = format!("Archive {key}");
+    let title = match what {
+        Lifecycle::Archive => format!("Archive {key}"),
+        Lifecycle::Restore => format!("Restore {key}"),
+    };
     let main = html! {
         p { a href=(format!("/w/{}/flags/{}", enc(ws), enc(key))) { "← " (key) } }
         div .split {
             div {
                 h1 { (title) }
                 @if let Some(e) = &error { (layout::error_box(e)) }
-                p { "Archiving turns " code { (key) } " off in every environment and marks it archived. It is irreversible, so this files a change request; it applies only when another person with the product or admin role approves it." }
+                @match what {
+                    Lifecycle::Archive => p { "Archiving turns " code { (key) } " off in every environment and marks it archived. It is irreversible, so this files a change request; it applies only when another person with the product or admin role approves it." },
+                    Lifecycle::Restore => p { "Restoring makes " code { (key) } " changeable again; it stays off everywhere until someone turns it on. Like archiving, it files a change request that another person with the product or admin role must approve." },
+                }
                 @if ui.may(crate::auth::Action::DeleteFlag) {
-                    form method="post" action=(format!("/w/{}/flags/{}/archive", enc(ws), enc(key))) {
+                    form method="post" action=(format!("/w/{}/flags/{}/{}", enc(ws), enc(key), what.path())) {
                         input type="hidden" name="csrf" value=(ui.csrf);
                         label for="reason" { "Reason (shown to the approver and recorded in the audit log)" }
                         textarea #reason name="reason" rows="3" { (reason) }
                         div .actions {
-                            button type="submit" #request .danger { "Request archiving" }
+                            @match what {
+                                Lifecycle::Archive => button type="submit" #request .danger { "Request archiving" },
+                                Lifecycle::Restore => button type="submit" #request { "Request restoring" },
+                            }
                             a .button.secondary href=(format!("/w/{}/flags/{}", enc(ws), enc(key))) { "Cancel" }
                         }
                     }
                 } @else {
-                    p .warn { "Your role (" (ui.role.as_str()) ") may not archive flags." }
+                    p .warn { "Your role (" (ui.role.as_str()) ") may not archive or restore flags." }
                 }
             }
             (context::panel(state, ui, ws, Some(&rec), None, Decision::Archive).await)
@@ -316,9 +348,9 @@ async fn archive_form(
     (status, layout::page(ui, Some(ws), Nav::Flags, &title, main)).into_response()
 }
 
-/// The archive request form.
+/// The archive or restore request form.
 #[derive(Debug, Deserialize)]
-pub struct ArchiveForm {
+pub struct LifecycleForm {
     csrf: String,
     #[serde(default)]
     reason: String,
@@ -329,7 +361,28 @@ pub async fn archive(
     State(state): State<AppState>,
     ui: Ui,
     Path((ws, key)): Path<(String, String)>,
-    Form(form): Form<ArchiveForm>,
+    Form(form): Form<LifecycleForm>,
+) -> Response {
+    request_lifecycle(state, ui, ws, key, Lifecycle::Archive, form).await
+}
+
+/// `POST /w/{ws}/flags/{key}/restore`: the API's `restore` (files a request).
+pub async fn restore(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path((ws, key)): Path<(String, String)>,
+    Form(form): Form<LifecycleForm>,
+) -> Response {
+    request_lifecycle(state, ui, ws, key, Lifecycle::Restore, form).await
+}
+
+async fn request_lifecycle(
+    state: AppState,
+    ui: Ui,
+    ws: String,
+    key: String,
+    what: Lifecycle,
+    form: LifecycleForm,
 ) -> Response {
     if let Some(r) = ui.reject_csrf(&form.csrf) {
         return r;
@@ -338,9 +391,14 @@ pub async fn archive(
         reason: Some(form.reason.clone()),
     });
     let path = Path((ws.clone(), key.clone()));
-    match crate::api::changes::archive(State(state.clone()), ui.admin(), path, body).await {
+    let s = State(state.clone());
+    let result = match what {
+        Lifecycle::Archive => crate::api::changes::archive(s, ui.admin(), path, body).await,
+        Lifecycle::Restore => crate::api::changes::restore(s, ui.admin(), path, body).await,
+    };
+    match result {
         Ok(response) => filed(&state, &ws, response).await,
-        Err(e) => archive_form(&state, &ui, &ws, &key, Some(e), &form.reason).await,
+        Err(e) => lifecycle_form(&state, &ui, &ws, &key, what, Some(e), &form.reason).await,
     }
 }
 

@@ -35,7 +35,7 @@ pub enum Decision {
     Rollout,
     /// Deciding an experiment (ship, kill, iterate).
     Experiment,
-    /// Asking to archive a flag (always needs approval).
+    /// Asking to archive or restore a flag (always needs approval).
     Archive,
     /// Approving or rejecting a change request.
     Approval,
@@ -437,7 +437,7 @@ pub async fn panel(
                         (Decision::Create, _) => "Yes. A new flag starts off in every environment; nothing changes for users until it is turned on.",
                         (Decision::Rollout, _) => "Yes. Pausing holds the current stage; resuming continues; the kill switch ends the rollout at once. No approval needed.",
                         (Decision::Experiment, _) => { span .warn { "No: a decision is final and its learning goes to the learnings log. It does not change the flag; ship or remove the treatment separately." } },
-                        (Decision::Archive, _) => { span .warn { "Needs approval: archiving turns the flag off everywhere and is irreversible. It becomes a change request that another person with the product or admin role must approve." } },
+                        (Decision::Archive, _) => { span .warn { "Needs approval: archiving (or restoring) a flag is irreversible. It becomes a change request that another person with the product or admin role must approve." } },
                         (Decision::Approval, _) => { span .warn { "Approving applies the requested irreversible change at once, in the same transaction as the approval. Rejecting changes nothing." } },
                     }
                 }

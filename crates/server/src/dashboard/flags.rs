@@ -377,6 +377,9 @@ pub async fn detail(
             @if ui.may(Action::DeleteFlag) && !is_archived {
                 a .button.secondary href=(format!("{}/archive", flag_url(&ws, &f.key))) #archive { "Archive…" }
             }
+            @if ui.may(Action::DeleteFlag) && is_archived {
+                a .button.secondary href=(format!("{}/restore", flag_url(&ws, &f.key))) #restore { "Restore…" }
+            }
         }
         @if let Some(d) = &f.description { p .lead { (d) } }
         dl .facts {

@@ -68,6 +68,10 @@ pub fn router() -> Router<AppState> {
             "/w/{ws}/flags/{key}/archive",
             get(approvals::archive_page).post(approvals::archive),
         )
+        .route(
+            "/w/{ws}/flags/{key}/restore",
+            get(approvals::restore_page).post(approvals::restore),
+        )
         .route("/w/{ws}/rollouts", get(rollouts::list))
         .route("/w/{ws}/experiments", get(experiments::list))
         .route("/w/{ws}/experiments/{key}", get(experiments::detail))

@@ -685,7 +685,28 @@ async fn an_archive_request_waits_for_a_second_product_person_and_is_not_offered
     let (_, page, _) = p.get("/w/default/flags?lifecycle=active").await;
     assert!(page.contains("0 of 1 flags"), "{page}");
     let (_, page, _) = requester.get("/w/default/flags/old-banner").await;
-    assert!(!page.contains("id=\"archive\""), "{page}");
+    assert!(
+        !page.contains("id=\"archive\"") && page.contains("id=\"restore\""),
+        "{page}"
+    );
+    // Restoring is a request too.
+    let (status, _, headers) = requester
+        .post(
+            "/w/default/flags/old-banner/restore",
+            &[("csrf", &csrf), ("reason", "still needed")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert!(
+        headers["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/w/default/approvals?done=filed-")
+    );
+    let r = server
+        .get("/api/v1/workspaces/default/change-requests?status=pending")
+        .await;
+    assert_eq!(r.body["items"][0]["action"], "flag.restore", "{:?}", r.body);
 }
 
 #[tokio::test]
