@@ -548,6 +548,14 @@ async fn a_second_person_approves_a_request_and_results_update_live_on_accessibl
     eprintln!("the results page showed new metric data {took:?} after the event batch was accepted");
     assert_eq!(a.js("return window.__noReload;").await, json!(8));
 
+    // The decision, with its learning, through the form beside its context.
+    a.click("#decision-ship").await;
+    a.fill("#learning", "A green button lifts checkout conversion").await;
+    a.fill("#reason", "significant, guardrails clear").await;
+    a.screenshot("13b-experiment-decide").await;
+    a.click("#decide").await;
+    a.wait_text(".notice.done", "Decision recorded").await;
+
     // The main pages: screenshots, and axe-core's WCAG 2 A/AA rules.
     let pages = [
         ("/w/default/flags", "h1", "Flags", "14-flags"),
@@ -592,8 +600,8 @@ async fn a_second_person_approves_a_request_and_results_update_live_on_accessibl
         ),
         (
             "/w/default/review",
-            "#review",
-            "Open principle violations",
+            "#learnings",
+            "A green button lifts checkout conversion",
             "24-weekly-review",
         ),
         ("/w/default/dora", "#dora-table", "web", "25-dora"),
