@@ -12,7 +12,8 @@ Inputs are sufficient statistics, exactly what the Rust API takes. Where a
 statistic has a library implementation it is used (scipy.stats.ttest_ind_
 from_stats, statsmodels proportions_ztest / multipletests / NormalIndPower,
 scipy.stats.chisquare, scipy.integrate.quad); the rest are closed forms
-written out in NumPy/SciPy from the papers cited in crates/stats/src/lib.rs.
+written out in NumPy/SciPy from the papers cited in crates/stats/src/lib.rs;
+CUPED is also checked against an OLS (ANCOVA) fit on the raw rows.
 """
 
 import json
@@ -267,17 +268,46 @@ for name, c, t, alpha in [
     )
 
 # ---------------------------------------------------------------- CUPED
-def cuped_sums(n, effect, rho):
+def cuped_raw(n, effect, rho):
     x = rng.normal(10, 3, n)
     y = 10 + effect + rho * (x - 10) + np.sqrt(1 - rho * rho) * rng.normal(0, 3, n)
+    return x, y
+
+
+# Conversions with a pre-period conversion as covariate: a generator of its
+# own, so the cases above keep their draws.
+rng_conversion = np.random.default_rng(20261128)
+
+
+def conversion_raw(n, effect):
+    x = (rng_conversion.random(n) < 0.3).astype(float)
+    y = (rng_conversion.random(n) < 0.2 + 0.3 * x + effect).astype(float)
+    return x, y
+
+
+def sums_of(raw):
+    x, y = raw
     return {
-        "n": int(n),
+        "n": int(len(x)),
         "sum_y": f(y.sum()),
         "sum_y_sq": f((y * y).sum()),
         "sum_x": f(x.sum()),
         "sum_x_sq": f((x * x).sum()),
         "sum_xy": f((x * y).sum()),
     }
+
+
+def ancova(control, treatment):
+    """Independent check from the raw rows: the CUPED estimate with pooled
+    θ is the treatment coefficient of the OLS fit y ~ 1 + treated + x
+    (ANCOVA), and θ its coefficient of x."""
+    (xc, yc), (xt, yt) = control, treatment
+    x = np.concatenate([xc, xt])
+    y = np.concatenate([yc, yt])
+    treated = np.concatenate([np.zeros(len(xc)), np.ones(len(xt))])
+    design = np.column_stack([np.ones_like(x), treated, x])
+    beta, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return beta[1], beta[2]
 
 
 def centered(a):
@@ -289,11 +319,14 @@ def centered(a):
 
 
 cuped = []
-for name, c, t, alpha in [
-    ("strong covariate", cuped_sums(5_000, 0.0, 0.8), cuped_sums(5_000, 0.15, 0.8), 0.05),
-    ("weak covariate", cuped_sums(2_000, 0.0, 0.2), cuped_sums(2_200, 0.2, 0.2), 0.05),
-    ("unbalanced arms", cuped_sums(1_000, 0.0, 0.6), cuped_sums(4_000, -0.1, 0.6), 0.1),
+for name, raw_c, raw_t, alpha in [
+    ("strong covariate", cuped_raw(5_000, 0.0, 0.8), cuped_raw(5_000, 0.15, 0.8), 0.05),
+    ("weak covariate", cuped_raw(2_000, 0.0, 0.2), cuped_raw(2_200, 0.2, 0.2), 0.05),
+    ("unbalanced arms", cuped_raw(1_000, 0.0, 0.6), cuped_raw(4_000, -0.1, 0.6), 0.1),
+    ("conversion with a pre-period conversion", conversion_raw(8_000, 0.0), conversion_raw(8_000, 0.02), 0.05),
 ]:
+    c, t = sums_of(raw_c), sums_of(raw_t)
+    ols_difference, ols_theta = ancova(raw_c, raw_t)
     syc, sxc, sxyc = centered(c)
     syt, sxt, sxyt = centered(t)
     theta = (sxyc + sxyt) / (sxc + sxt)
@@ -305,6 +338,8 @@ for name, c, t, alpha in [
     var_adj = va(syc, sxc, sxyc, nc) / nc + va(syt, sxt, sxyt, nt) / nt
     var_raw = syc / (nc - 1) / nc + syt / (nt - 1) / nt
     est = (yt - yc) - theta * (xt - xc)
+    close(est, ols_difference, 1e-9)
+    close(theta, ols_theta, 1e-9)
     se = np.sqrt(var_adj)
     q = stats.norm.isf(alpha / 2)
     cuped.append(
@@ -323,6 +358,8 @@ for name, c, t, alpha in [
                 "ci_upper": f(est + q * se),
                 "unadjusted_std_error": f(np.sqrt(var_raw)),
                 "variance_reduction": f(1 - var_adj / var_raw),
+                "ols_difference": f(ols_difference),
+                "ols_theta": f(ols_theta),
             },
         }
     )

@@ -149,6 +149,11 @@ impl Client {
         url
     }
 
+    /// The server's base URL.
+    pub fn base_url(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
+    }
+
     /// `segments` under `/api/v1/workspaces/{ws}`.
     pub fn ws_path<'a>(&'a self, rest: &[&'a str]) -> Vec<&'a str> {
         let mut v = vec!["api", "v1", "workspaces", self.workspace.as_str()];

@@ -232,6 +232,25 @@ fn results_table(body: &Value) -> String {
         }
     }
     out.push_str(&t.render());
+    let cuped = &a["cuped"];
+    if cuped["applied"] == true {
+        for c in cuped["comparisons"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "CUPED ({} days before exposure): {} difference {} {}, p = {}, variance −{}{}\n",
+                cuped["pre_period_days"],
+                c["variation"].as_str().unwrap_or("?"),
+                num(&c["difference"], 4),
+                ci(&c["difference_ci"], 4),
+                num(&c["p_value"], 4),
+                c["variance_reduction"]
+                    .as_f64()
+                    .map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
+                if c["significant"] == true { ", significant" } else { "" },
+            ));
+        }
+    } else if let Some(why) = cuped["reason"].as_str() {
+        out.push_str(&format!("CUPED not applied: {why}\n"));
+    }
     out
 }
 
@@ -261,5 +280,25 @@ mod tests {
         assert_eq!(rows.len(), 2, "{text}");
         assert!(rows[0].contains("+30.00%") && rows[0].contains("[0.1000, 0.5000]") && rows[0].contains("yes"));
         assert!(rows[1].contains("guardrail") && rows[1].contains('-'));
+    }
+
+    #[test]
+    fn cuped_results_get_a_line_per_treatment_arm() {
+        let body = json!({
+            "experiment": {"definition": {"key": "btn"}, "status": "running"},
+            "analysis": {"method": "fixed_horizon", "units": 200, "planned_sample_size": 100,
+                "srm": {"p_value": 0.5}, "primary": {"metric": "revenue", "arms": [], "comparisons": []},
+                "guardrails": [],
+                "cuped": {"applied": true, "pre_period_days": 14, "comparisons": [{"variation": "on",
+                    "difference": 2.1, "difference_ci": {"lower": 1.5, "upper": 2.7}, "p_value": 0.0001,
+                    "variance_reduction": 0.64, "significant": true}]}}
+        });
+        let text = results_table(&body);
+        assert!(
+            text.contains(
+                "CUPED (14 days before exposure): on difference 2.1000 [1.5000, 2.7000], p = 0.0001, variance −64%, significant\n"
+            ),
+            "{text}"
+        );
     }
 }

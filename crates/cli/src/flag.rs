@@ -162,6 +162,29 @@ struct CreateArgs {
     reason: Option<String>,
 }
 
+/// `sextant kill KEY [--env ENV]`: the kill switch as a top-level command,
+/// the same as `sextant flag kill` (one word to type during an incident).
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    #[command(flatten)]
+    remote: Remote,
+    /// Flag key.
+    key: String,
+    /// Environment; omitted, every environment where the flag is on.
+    #[arg(long, short)]
+    env: Option<String>,
+    /// Why (recorded in the audit log).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+/// `sextant kill`.
+pub fn kill_command(args: KillArgs) -> Result<ExitCode> {
+    let client = Client::new(&args.remote)?;
+    let as_json = args.remote.json;
+    block_on(async move { kill(&client, &args.key, args.env, args.reason, as_json).await })
+}
+
 /// `sextant flag …`.
 pub fn run(args: FlagArgs) -> Result<ExitCode> {
     let client = Client::new(&args.remote)?;

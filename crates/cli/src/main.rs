@@ -21,6 +21,7 @@ mod flag;
 mod metric;
 mod output;
 mod serve;
+mod simulation;
 
 /// Exit codes, the same for every command (documented in the README and
 /// `sextant --help`).
@@ -97,6 +98,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Flags: create, list, get, toggle, kill, rules, delete.
     Flag(flag::FlagArgs),
+    /// Kill switch: turn a flag off now (ends its rollout; counted for DORA's time to restore).
+    Kill(flag::KillArgs),
     /// Percentage rollouts.
     Rollout(flag::RolloutArgs),
     /// Segments: reusable sets of users.
@@ -119,7 +122,7 @@ enum Command {
     Track(metric::TrackArgs),
     /// Experiments: create, start, results (JSON or table), decide.
     Experiment(experiment::ExperimentArgs),
-    /// Load the demo workspace into a running server.
+    /// Load the demo workspace into a running server, or `--simulate` a guarded rollout.
     Demo(demo::DemoArgs),
     /// Evaluate a flag from a Sextant, Unleash or flagd file and print the
     /// resolution as JSON (offline).
@@ -162,6 +165,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => serve::serve(args),
         Command::Audit(args) => serve::audit(args),
         Command::Flag(args) => flag::run(args),
+        Command::Kill(args) => flag::kill_command(args),
         Command::Rollout(args) => flag::rollout(args),
         Command::Segment(args) => admin::segment(args),
         Command::Metric(args) => metric::metric(args),

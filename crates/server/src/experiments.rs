@@ -18,17 +18,24 @@
 //!   sample size is reached, since earlier looks would inflate errors.
 //!
 //! The sample ratio mismatch check compares the units per arm with the
-//! configured weights (chi-square, flagged at p < 0.001). CUPED needs
-//! per-unit pre-exposure values joined with post-exposure values, which
-//! the rollups hold (hourly per unit) but no store query returns yet, so
-//! results say it is unavailable rather than guess.
+//! configured weights (chi-square, flagged at p < 0.001).
+//!
+//! CUPED (variance reduction with a pre-period covariate): when the
+//! experiment has `pre_period_days` and its primary metric a per-unit
+//! value (not a ratio), the store pairs each unit's value after its first
+//! exposure with the same metric over the pre-period before it
+//! (`Store::metric_breakdown_cuped`, Σy, Σy², Σx, Σx², Σxy per arm) and
+//! `sextant_stats::frequentist::cuped` adjusts the difference. The
+//! adjusted comparison is reported beside the unadjusted one and is the
+//! one that decides significance of the primary metric (same α, smaller
+//! variance; sequential looks use the same confidence sequence).
 
 use serde::Serialize;
 use sextant_stats::bayes::{BetaPrior, bayes_means, bayes_proportions};
-use sextant_stats::frequentist::{ratio_test, relative_lift, two_proportion_z_test, welch_t_test, z_test};
+use sextant_stats::frequentist::{cuped, ratio_test, relative_lift, two_proportion_z_test, welch_t_test, z_test};
 use sextant_stats::sequential::{SequentialConfig, confidence_sequence};
 use sextant_stats::srm::sample_ratio_mismatch;
-use sextant_stats::{Interval, ProportionStats, RatioStats, StatsError, SufficientStats};
+use sextant_stats::{CupedStats, Interval, ProportionStats, RatioStats, StatsError, SufficientStats};
 use sextant_store::{Aggregation, AnalysisMethod, Direction, ExperimentDef, UnitSums};
 
 /// One metric's observations: its definition's parts and sums per variation.
@@ -74,6 +81,31 @@ pub struct Cuped {
     pub applied: bool,
     /// Why not, when not.
     pub reason: Option<String>,
+    /// Pre-period length in days.
+    pub pre_period_days: u32,
+    /// The primary metric's CUPED-adjusted comparisons, one per treatment arm.
+    pub comparisons: Vec<CupedComparison>,
+}
+
+/// A treatment arm against control on the primary metric, CUPED-adjusted.
+#[derive(Debug, Clone, Serialize)]
+pub struct CupedComparison {
+    /// The treatment variation.
+    pub variation: String,
+    /// Adjusted treatment − control (`None`: see `error`).
+    pub difference: Option<f64>,
+    /// Its interval (always-valid when sequential).
+    pub difference_ci: Option<Interval>,
+    /// Fixed-horizon p-value, or always-valid p-value when sequential.
+    pub p_value: Option<f64>,
+    /// θ, the pooled within-arm regression of the metric on the covariate.
+    pub theta: Option<f64>,
+    /// Share of the difference's variance the covariate removed.
+    pub variance_reduction: Option<f64>,
+    /// p < α (and, for a fixed horizon, the planned size reached).
+    pub significant: bool,
+    /// Why the adjustment could not be computed.
+    pub error: Option<String>,
 }
 
 /// Sample ratio mismatch result.
@@ -191,8 +223,14 @@ fn normal_cdf(estimate: f64, se: f64, alpha: f64) -> Result<f64, StatsError> {
     Ok(if estimate >= 0.0 { 1.0 - p / 2.0 } else { p / 2.0 })
 }
 
-/// Analyses `def` on `primary` and `guardrails` (same order as the definition).
-pub fn analyze(def: &ExperimentDef, primary: &MetricInput, guardrails: &[MetricInput]) -> Analysis {
+/// The primary metric's CUPED input: per variation, Σy… of the metric
+/// after exposure with Σx… of its pre-period (see `metric_breakdown_cuped`),
+/// or why there is none.
+pub type CupedInput = Result<Vec<(String, UnitSums)>, String>;
+
+/// Analyses `def` on `primary` and `guardrails` (same order as the
+/// definition), with CUPED on the primary metric from `cuped`.
+pub fn analyze(def: &ExperimentDef, primary: &MetricInput, guardrails: &[MetricInput], cuped: CupedInput) -> Analysis {
     let sums = |m: &MetricInput, v: &str| m.sums.iter().find(|(k, _)| k == v).map(|(_, s)| *s).unwrap_or_default();
     let observed: Vec<u64> = def.arms.iter().map(|a| sums(primary, &a.variation).n).collect();
     let units: u64 = observed.iter().sum();
@@ -224,15 +262,82 @@ pub fn analyze(def: &ExperimentDef, primary: &MetricInput, guardrails: &[MetricI
         srm,
         primary: metric(primary),
         guardrails: guardrails.iter().map(metric).collect(),
-        cuped: Cuped {
-            applied: false,
-            reason: Some(if def.pre_period_days == 0 {
-                "no pre-period configured (pre_period_days = 0)".into()
-            } else {
-                "pre-period sums are not queried yet: the store has no per-unit pre/post join".into()
-            }),
-        },
+        cuped: cuped_result(def, cuped, horizon_reached),
     }
+}
+
+fn cuped_result(def: &ExperimentDef, input: CupedInput, horizon_reached: bool) -> Cuped {
+    let sums = match input {
+        Ok(sums) => sums,
+        Err(reason) => {
+            return Cuped {
+                applied: false,
+                reason: Some(reason),
+                pre_period_days: def.pre_period_days,
+                comparisons: Vec::new(),
+            };
+        }
+    };
+    let arm = |v: &str| sums.iter().find(|(k, _)| k == v).map(|(_, s)| *s).unwrap_or_default();
+    let control = arm(&def.arms[0].variation);
+    let comparisons: Vec<CupedComparison> = def.arms[1..]
+        .iter()
+        .map(|a| {
+            let treatment = arm(&a.variation);
+            let mut c = cuped_compare(def, &control, &treatment, horizon_reached).unwrap_or_else(|e| CupedComparison {
+                variation: String::new(),
+                difference: None,
+                difference_ci: None,
+                p_value: None,
+                theta: None,
+                variance_reduction: None,
+                significant: false,
+                error: Some(e.to_string()),
+            });
+            c.variation.clone_from(&a.variation);
+            c
+        })
+        .collect();
+    let applied = comparisons.iter().any(|c| c.error.is_none());
+    Cuped {
+        applied,
+        reason: (!applied).then(|| "no treatment arm could be adjusted (see each comparison's error)".into()),
+        pre_period_days: def.pre_period_days,
+        comparisons,
+    }
+}
+
+fn cuped_compare(
+    def: &ExperimentDef,
+    control: &UnitSums,
+    treatment: &UnitSums,
+    horizon_reached: bool,
+) -> Result<CupedComparison, StatsError> {
+    let stats = |s: &UnitSums| CupedStats::new(s.n, s.sum, s.sum_sq, s.sum_den, s.sum_den_sq, s.sum_cross);
+    let r = cuped(&stats(control)?, &stats(treatment)?, def.alpha)?;
+    let (ci, p_value, significant) = match def.analysis {
+        AnalysisMethod::FixedHorizon => (
+            r.difference.ci,
+            r.difference.p_value,
+            horizon_reached && r.difference.p_value < def.alpha,
+        ),
+        AnalysisMethod::Sequential => {
+            let config = SequentialConfig::new(def.alpha, def.planned_sample_size.max(2) as f64)?;
+            let n = (control.n + treatment.n) as f64;
+            let d = confidence_sequence(r.difference.estimate, r.difference.std_error, n, &config)?;
+            (d.ci, d.p_value, d.p_value < def.alpha)
+        }
+    };
+    Ok(CupedComparison {
+        variation: String::new(),
+        difference: Some(r.difference.estimate),
+        difference_ci: Some(ci),
+        p_value: Some(p_value),
+        theta: Some(r.theta),
+        variance_reduction: Some(r.variance_reduction),
+        significant,
+        error: None,
+    })
 }
 
 fn metric_result(
@@ -354,8 +459,13 @@ fn compare(
 }
 
 impl Analysis {
-    /// Whether some treatment arm is significant on the primary metric.
+    /// Whether some treatment arm is significant on the primary metric
+    /// (CUPED-adjusted when CUPED applied).
     pub fn primary_significant(&self) -> bool {
-        self.primary.comparisons.iter().any(|c| c.significant)
+        if self.cuped.applied {
+            self.cuped.comparisons.iter().any(|c| c.significant)
+        } else {
+            self.primary.comparisons.iter().any(|c| c.significant)
+        }
     }
 }

@@ -24,13 +24,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sextant_stats::SufficientStats;
 use sextant_stats::sequential::{
-    Direction, GuardrailStatus, SequentialConfig, SequentialMonitor, confidence_sequence_means,
+    Direction, GuardrailStatus, SequentialConfig, SequentialMonitor, SequentialResult, confidence_sequence_means,
+    confidence_sequence_proportions, confidence_sequence_ratios,
 };
+use sextant_stats::{ProportionStats, RatioStats, StatsError, SufficientStats};
 use sextant_store::{
-    ChangeMeta, Committed, FlagChange, FlagRecord, Leadership, PlanProgress, PlanRecord, PlanStatus, ScheduleStatus,
-    ScheduledChange, format_time, parse_time,
+    Aggregation, ChangeMeta, Committed, FlagChange, FlagRecord, Leadership, PlanProgress, PlanRecord, PlanStatus,
+    ScheduleStatus, ScheduledChange, format_time, parse_time,
 };
 
 use crate::error::ApiError;
@@ -72,15 +73,6 @@ impl Clock {
         let elapsed = tokio::time::Instant::now().saturating_duration_since(self.start);
         self.wall + chrono::Duration::from_std(elapsed).unwrap_or(chrono::Duration::MAX)
     }
-}
-
-/// Per-arm sufficient statistics of one guardrail metric for a plan.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ArmStats {
-    /// Units exposed to control.
-    pub control: SufficientStats,
-    /// Units exposed to treatment.
-    pub treatment: SufficientStats,
 }
 
 /// What one tick did, for logs and tests.
@@ -314,10 +306,7 @@ async fn step_plan(
     if plan.stage.is_some() {
         let config = SequentialConfig::new(GUARDRAIL_ALPHA, GUARDRAIL_TUNING_N).map_err(ApiError::internal)?;
         for g in &plan.plan.guardrails {
-            let Some(stats) = guardrail_stats(state, plan, &g.metric).await? else {
-                continue;
-            };
-            let Ok(look) = confidence_sequence_means(&stats.control, &stats.treatment, &config) else {
+            let Some(look) = guardrail_look(state, plan, &g.metric, &config).await? else {
                 // Too few units or no variance yet: nothing to conclude.
                 continue;
             };
@@ -420,23 +409,50 @@ async fn step_plan(
     Ok(())
 }
 
-/// Per-arm statistics of a guardrail metric among units exposed to the
-/// plan's flag in its environment, from the SQL sufficient statistics of
-/// the event rollups (each unit counted from the hour of its first
-/// exposure, in the variation it first saw); `None` while an arm has fewer
-/// than two units.
-async fn guardrail_stats(state: &AppState, plan: &PlanRecord, metric: &str) -> Result<Option<ArmStats>, ApiError> {
+/// One look at a guardrail: the always-valid confidence sequence of
+/// treatment − control among units exposed to the plan's flag in its
+/// environment, from the SQL sufficient statistics of the event rollups
+/// (each unit counted from the hour of its first exposure, in the variation
+/// it first saw). The difference is of per-unit means (count, sum, mean),
+/// of conversion rates, or of Σnum/Σden with delta-method errors (ratio),
+/// so a tolerance is in the metric's own units. `None` while an arm has
+/// too few units or no variance to conclude anything.
+async fn guardrail_look(
+    state: &AppState,
+    plan: &PlanRecord,
+    metric: &str,
+    config: &SequentialConfig,
+) -> Result<Option<SequentialResult>, ApiError> {
+    let aggregation = state
+        .store
+        .get_metric(&plan.workspace, metric)
+        .await?
+        .metric
+        .aggregation;
     let range = sextant_store::HourRange { from: 0, to: i64::MAX };
     let arms = state
         .store
         .metric_breakdown(&plan.workspace, &plan.environment, metric, &plan.flag, range)
         .await?;
-    let arm = |variation: &str| {
-        arms.iter()
-            .find(|(v, _)| v == variation)
-            .and_then(|(_, s)| SufficientStats::new(s.n, s.sum, s.sum_sq).ok())
+    let arm = |variation: &str| arms.iter().find(|(v, _)| v == variation).map(|(_, s)| *s);
+    let (Some(c), Some(t)) = (arm(&plan.plan.control), arm(&plan.plan.treatment)) else {
+        return Ok(None);
     };
-    Ok(arm(&plan.plan.control)
-        .zip(arm(&plan.plan.treatment))
-        .map(|(control, treatment)| ArmStats { control, treatment }))
+    let look: Result<SequentialResult, StatsError> = match aggregation {
+        Aggregation::Conversion => {
+            let rates = |s: &sextant_store::UnitSums| ProportionStats::new(s.n, s.sum.round().max(0.0) as u64);
+            rates(&c).and_then(|c| confidence_sequence_proportions(&c, &rates(&t)?, config))
+        }
+        Aggregation::Ratio => {
+            let ratios = |s: &sextant_store::UnitSums| {
+                RatioStats::new(s.n, s.sum, s.sum_sq, s.sum_den, s.sum_den_sq, s.sum_cross)
+            };
+            ratios(&c).and_then(|c| confidence_sequence_ratios(&c, &ratios(&t)?, config))
+        }
+        Aggregation::Count | Aggregation::Sum | Aggregation::Mean => {
+            let means = |s: &sextant_store::UnitSums| SufficientStats::new(s.n, s.sum, s.sum_sq);
+            means(&c).and_then(|c| confidence_sequence_means(&c, &means(&t)?, config))
+        }
+    };
+    Ok(look.ok())
 }

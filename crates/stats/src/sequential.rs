@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StatsError, open_unit, positive};
 use crate::frequentist::Interval;
-use crate::summary::{ProportionStats, SufficientStats};
+use crate::summary::{ProportionStats, RatioStats, SufficientStats};
 
 /// Settings of a confidence sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -137,6 +137,22 @@ pub fn confidence_sequence_proportions(
     )
 }
 
+/// Confidence sequence for the difference of ratio metrics (Σnum / Σden
+/// per arm), with delta-method standard errors.
+pub fn confidence_sequence_ratios(
+    control: &RatioStats,
+    treatment: &RatioStats,
+    config: &SequentialConfig,
+) -> Result<SequentialResult> {
+    let se = (control.variance_of_ratio()? + treatment.variance_of_ratio()?).sqrt();
+    confidence_sequence(
+        treatment.ratio() - control.ratio(),
+        se,
+        (control.n + treatment.n) as f64,
+        config,
+    )
+}
+
 /// Which way a metric should move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -241,6 +257,19 @@ mod tests {
         let r = confidence_sequence(1.0, 0.1, 5_000.0, &c).unwrap();
         let on_edge = confidence_sequence(r.half_width, 0.1, 5_000.0, &c).unwrap();
         assert!((on_edge.p_value - 0.05).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ratio_sequences_center_on_the_difference_of_ratios_with_delta_method_errors() {
+        let c = SequentialConfig::new(0.05, 10_000.0).unwrap();
+        // Control: 2 per session; treatment: 2.5 per session.
+        let control = RatioStats::new(100, 420.0, 2_000.0, 210.0, 500.0, 1_000.0).unwrap();
+        let treatment = RatioStats::new(100, 525.0, 3_100.0, 210.0, 500.0, 1_240.0).unwrap();
+        let r = confidence_sequence_ratios(&control, &treatment, &c).unwrap();
+        assert!((r.estimate - 0.5).abs() < 1e-12);
+        let se = (control.variance_of_ratio().unwrap() + treatment.variance_of_ratio().unwrap()).sqrt();
+        assert!((r.std_error - se).abs() < 1e-15);
+        assert_eq!(r.n, 200.0);
     }
 
     #[test]

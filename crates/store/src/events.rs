@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::{Backend, Store};
 
 /// Milliseconds in an hour: the rollup's time bucket.
@@ -282,6 +282,36 @@ impl Store {
             Backend::Postgres(db) => db.metric_breakdown(ws, env, metric, flag, range).await,
         }
     }
+
+    /// Per-variation sums for CUPED: like [`Store::metric_breakdown`], each
+    /// unit's metric value `y` counts its events from the hour of its first
+    /// exposure on (within `range`), and its covariate `x` is the same
+    /// metric over the `pre_hours` hours before that hour. Returned as
+    /// `sum`/`sum_sq` = Σy/Σy², `sum_den`/`sum_den_sq` = Σx/Σx² and
+    /// `sum_cross` = Σxy. A ratio metric has no per-unit value, so it is
+    /// refused ([`StoreError::Invalid`]).
+    pub async fn metric_breakdown_cuped(
+        &self,
+        ws: &str,
+        env: &str,
+        metric: &str,
+        flag: &str,
+        range: HourRange,
+        pre_hours: i64,
+    ) -> Result<Vec<(String, UnitSums)>> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.metric_breakdown_cuped(ws, env, metric, flag, range, pre_hours).await,
+            Backend::Postgres(db) => db.metric_breakdown_cuped(ws, env, metric, flag, range, pre_hours).await,
+        }
+    }
+}
+
+/// The error for CUPED on a ratio metric.
+pub(crate) fn cuped_ratio_refused(metric: &str) -> StoreError {
+    StoreError::Invalid(vec![crate::error::FieldError {
+        field: "/metric".into(),
+        message: format!("`{metric}` is a ratio metric; CUPED needs a per-unit value (count, sum, mean or conversion)"),
+    }])
 }
 
 #[cfg(test)]

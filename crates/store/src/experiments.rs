@@ -18,6 +18,7 @@ use sextant_core::Flag;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
+use crate::alignment::NewLearning;
 use crate::doc::NewChange;
 use crate::error::{FieldError, Kind, Result, StoreError};
 use crate::metrics::{Direction, MetricRecord, valid_key};
@@ -460,7 +461,7 @@ impl Store {
         expected: Option<i64>,
         meta: &ChangeMeta,
     ) -> Result<Committed<ExperimentRecord>> {
-        self.transition(ws, key, expected, meta, "start", |before| {
+        self.transition(ws, key, expected, meta, "start", None, |before| {
             if before.status != ExperimentStatus::Draft {
                 return Err(state_error(
                     Kind::Experiment,
@@ -473,23 +474,30 @@ impl Store {
         .await
     }
 
-    /// Ends a running experiment with `decision` and a written `learning`.
+    /// Ends a running experiment with `decision` and a written learning,
+    /// which is kept with the experiment and appended to the learnings log
+    /// in the same transaction: a decision never exists without its learning.
     pub async fn decide_experiment(
         &self,
         ws: &str,
         key: &str,
         decision: Decision,
-        learning: &str,
+        learning: &NewLearning,
         meta: &ChangeMeta,
     ) -> Result<Committed<ExperimentRecord>> {
-        if learning.trim().is_empty() {
+        let learning = NewLearning {
+            what: learning.what.trim().to_owned(),
+            ..learning.clone()
+        };
+        if learning.what.is_empty() {
             return Err(StoreError::Invalid(vec![FieldError {
                 field: "/learning".into(),
                 message: "a decision needs a written learning".into(),
             }]));
         }
         let actor = meta.actor.clone();
-        self.transition(ws, key, None, meta, "decide", |before| {
+        let what = learning.what.clone();
+        self.transition(ws, key, None, meta, "decide", Some(&learning), |before| {
             if before.status != ExperimentStatus::Running {
                 return Err(state_error(
                     Kind::Experiment,
@@ -502,7 +510,7 @@ impl Store {
             }
             Ok((
                 "status = 'decided', decided_at = ?1, decision = ?2, learning = ?3, decided_by = ?4",
-                vec![decision.as_str().to_owned(), learning.trim().to_owned(), actor],
+                vec![decision.as_str().to_owned(), what, actor],
             ))
         })
         .await
@@ -537,7 +545,9 @@ impl Store {
     }
 
     /// One audited status change: `set` is an SQL `SET` list whose `?1` is
-    /// the time and `?2…` the returned values.
+    /// the time and `?2…` the returned values; `learning`, if any, joins the
+    /// learnings log in the same transaction.
+    #[expect(clippy::too_many_arguments, reason = "one private helper for every transition")]
     async fn transition(
         &self,
         ws: &str,
@@ -545,6 +555,7 @@ impl Store {
         expected: Option<i64>,
         meta: &ChangeMeta,
         action: &str,
+        learning: Option<&NewLearning>,
         set: impl FnOnce(&ExperimentRecord) -> Result<(&'static str, Vec<String>)>,
     ) -> Result<Committed<ExperimentRecord>> {
         let db = self.experiments_db()?;
@@ -579,6 +590,9 @@ impl Store {
             .await?
             .ok_or_else(|| not_found(Kind::Experiment, key))?;
         let change_id = record(&mut tx, meta, action, ws, Some(&before), &after).await?;
+        if let Some(l) = learning {
+            crate::sqlite::alignment::insert_learning(&mut tx, ws, l, meta).await?;
+        }
         tx.commit().await?;
         Ok(committed(after, change_id))
     }

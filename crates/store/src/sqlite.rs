@@ -4,7 +4,7 @@
 mod events;
 mod metrics;
 
-mod alignment;
+pub(crate) mod alignment;
 
 use std::collections::HashSet;
 use std::str::FromStr;

@@ -294,6 +294,15 @@ fn a_staged_rollout_is_planned_started_paused_and_ended_by_the_kill_switch() {
         "{table}"
     );
 
-    assert_eq!(s.run(&["flag", "kill", "dark", "--env", "production"]).code, 0);
+    // The top-level kill switch: ends the rollout and counts as a restore (DORA).
+    let out = s.run(&["kill", "dark", "--env", "production", "--reason", "checkout errors"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.trim(),
+        "killed dark in production: it now serves its off variation"
+    );
     assert_eq!(s.json(&["rollout", "status"])[0]["status"], "killed");
+    let restores = s.get("/api/v1/workspaces/default/restores");
+    assert_eq!(restores["items"][0]["flag"], "dark", "{restores}");
+    assert_eq!(restores["items"][0]["action"], "kill", "{restores}");
 }

@@ -12,6 +12,8 @@ mod gitops;
 mod replicas;
 /// `serve`: settings precedence, `--demo`; `demo`; completions and man page.
 mod serve;
+/// `demo --simulate`: seeded rollouts rolled back or completed by their guardrails.
+mod simulation;
 
 /// `kill -9` at random moments loses no acknowledged write and never breaks the audit chain.
 mod crash;

@@ -14,15 +14,47 @@ fn serve_demo_loads_the_demo_workspace_and_loading_it_again_changes_nothing() {
         .find(|f| f["key"] == "new-checkout")
         .unwrap();
     assert_eq!(checkout["flag"]["hypothesis"]["metric"], "checkout-conversion");
-    assert_eq!(
-        checkout["flag"]["environments"]["production"]["default_serve"]["split"]["weights"][0]["weight"], 25000,
-        "a rollout in progress"
-    );
+    let weights = checkout["flag"]["environments"]["production"]["default_serve"]["split"]["weights"]
+        .as_array()
+        .unwrap();
+    let on = weights.iter().find(|w| w["variation"] == "on").unwrap();
+    assert_eq!(on["weight"], 25000, "a rollout in progress");
     let list = s.run(&["flag", "list"]);
     assert!(list.stdout.contains("on, 2 rules, 25% on"), "{}", list.stdout);
     assert_eq!(s.json(&["segment", "list"]).as_array().unwrap().len(), 3);
-    // The loader's temporary token is gone.
+    // The loader's temporary tokens (admin, and SDK for the traffic) are gone.
     assert_eq!(s.json(&["token", "list"]).as_array().unwrap().len(), 1);
+    // A metric tree under a North Star, with the metrics hypotheses name.
+    let metrics = s.json(&["metric", "list"]);
+    let keys: Vec<&str> = metrics
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["metric"]["key"].as_str())
+        .collect();
+    for k in [
+        "purchases",
+        "checkout-conversion",
+        "search-success",
+        "items-per-order",
+        "checkout-errors",
+    ] {
+        assert!(keys.contains(&k), "{keys:?}");
+    }
+    // A staged rollout running under a guardrail.
+    let plans = s.json(&["rollout", "status"]);
+    assert_eq!(plans[0]["flag"], "new-checkout", "{plans}");
+    assert_eq!(plans[0]["status"], "running", "{plans}");
+    // An experiment with results from simulated traffic.
+    let results = s.get("/api/v1/workspaces/default/experiments/search-ranking-learned/results");
+    assert_eq!(results["experiment"]["status"], "running", "{results}");
+    let units = results["analysis"]["units"].as_u64().unwrap();
+    assert!(units > 2_500, "{results}");
+    let c = &results["analysis"]["primary"]["comparisons"][0];
+    assert!(c["difference"].as_f64().unwrap() > 0.0, "{c}");
+    let table = s.run(&["experiment", "results", "search-ranking-learned"]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    assert!(table.stdout.contains("search-success"), "{}", table.stdout);
 
     let again = s.run(&["demo"]);
     assert_eq!(

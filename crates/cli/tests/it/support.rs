@@ -86,6 +86,26 @@ impl Server {
         p
     }
 
+    /// GETs an admin API path with the admin token and returns the body.
+    pub fn get(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.url);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                reqwest::Client::new()
+                    .get(url)
+                    .bearer_auth(ADMIN)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<Value>()
+                    .await
+                    .unwrap()
+            })
+    }
+
     /// POSTs an OFREP evaluation and returns the response body.
     pub fn ofrep(&self, token: &str, key: &str, targeting_key: &str) -> Value {
         let url = format!("{}/ofrep/v1/evaluate/flags/{key}", self.url);

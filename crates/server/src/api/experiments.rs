@@ -13,7 +13,8 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use sextant_store::{
-    Decision, ExperimentDef, ExperimentRecord, ExperimentStatus, HOUR_MS, HourRange, NewLearning, StoreError,
+    Aggregation, Decision, ExperimentDef, ExperimentRecord, ExperimentStatus, HOUR_MS, HourRange, NewLearning,
+    StoreError,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -226,21 +227,20 @@ pub async fn decide_experiment(
     let mut errors = Vec::new();
     let meta = change_meta(&admin, body.reason, &mut errors);
     check(errors)?;
-    let rec = state
-        .store
-        .decide_experiment(&ws, &key, body.decision, &body.learning, &meta)
-        .await?
-        .value;
-    // The learning joins the workspace's learnings log. A second
-    // transaction: if it fails the decision stands and the error says so.
+    // The learning joins the workspace's learnings log in the decision's
+    // own transaction.
     let learning = NewLearning {
         source: "experiment".into(),
         source_ref: Some(key.clone()),
-        what: body.learning.trim().to_owned(),
+        what: body.learning,
         evidence: Some(format!("/api/v1/workspaces/{ws}/experiments/{key}/results")),
         owner: admin.actor(),
     };
-    state.store.record_learning(&ws, &learning, &meta).await?;
+    let rec = state
+        .store
+        .decide_experiment(&ws, &key, body.decision, &learning, &meta)
+        .await?
+        .value;
     Ok(view(&rec, StatusCode::OK))
 }
 
@@ -294,7 +294,21 @@ pub async fn results(
     for g in &def.guardrails {
         guardrails.push(input(g).await?);
     }
-    let analysis = analyze(def, &primary, &guardrails);
+    let cuped = if def.pre_period_days == 0 {
+        Err("no pre-period configured (pre_period_days = 0)".to_owned())
+    } else if primary.aggregation == Aggregation::Ratio {
+        Err(format!(
+            "`{}` is a ratio metric: CUPED needs a per-unit value",
+            def.primary_metric
+        ))
+    } else {
+        let pre_hours = i64::from(def.pre_period_days) * 24;
+        Ok(state
+            .store
+            .metric_breakdown_cuped(&ws, &def.environment, &def.primary_metric, &def.flag, range, pre_hours)
+            .await?)
+    };
+    let analysis = analyze(def, &primary, &guardrails, cuped);
     if rec.status == ExperimentStatus::Running && rec.significant_at.is_none() && analysis.primary_significant() {
         rec = state.store.mark_experiment_significant(&ws, &key, now).await?;
     }

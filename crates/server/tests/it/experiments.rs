@@ -150,6 +150,77 @@ async fn a_sequential_analysis_reports_wider_always_valid_intervals_that_still_c
     assert_eq!(r.body["analysis"]["method"], "sequential");
 }
 
+/// `units` users alternating control/treatment, each with a spending
+/// propensity uniform(20, 60): one purchase two days before exposure worth
+/// propensity + noise, one after worth propensity + noise (+2 on
+/// treatment). Noise is uniform(−10, 10). Seeded.
+async fn simulate_with_history(s: &TestServer, units: u32, seed: u64) {
+    let env = s.state.store.get_environment("default", "production").await.unwrap();
+    let now_ms = Utc::now().timestamp_millis();
+    let before_ms = now_ms - 48 * 3_600_000;
+    let mut rng = Rng(seed);
+    let mut b = sextant_store::EventBatchBuilder::with_capacity(units as usize * 3);
+    for i in 0..units {
+        let unit = format!("sim-{i}");
+        let treated = i % 2 == 1;
+        let propensity = 20.0 + 40.0 * rng.next();
+        let pre = propensity + 20.0 * rng.next() - 10.0;
+        let post = propensity + 20.0 * rng.next() - 10.0 + if treated { 2.0 } else { 0.0 };
+        b.track("purchase", &unit, Some(pre), before_ms, None);
+        b.exposure("checkout", if treated { "on" } else { "off" }, &unit, now_ms);
+        b.track("purchase", &unit, Some(post), now_ms, None);
+    }
+    s.state
+        .store
+        .append_event_batches(&[b.finish(env.id, None)])
+        .await
+        .unwrap();
+    s.state.store.rollup_events(1_000).await.unwrap();
+}
+
+#[tokio::test]
+async fn cuped_with_a_pre_period_recovers_the_effect_with_a_narrower_interval() {
+    let s = TestServer::start().await;
+    let extra = json!({"primary_metric": "revenue", "guardrails": ["errors"], "pre_period_days": 7,
+        "planned_sample_size": 4000});
+    create(&s, extra).await;
+    s.post(&format!("{EXPERIMENTS}/checkout-button/start"), json!({})).await;
+    simulate_with_history(&s, 4_000, 11).await;
+    let r = s.get(&format!("{EXPERIMENTS}/checkout-button/results")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let a = &r.body["analysis"];
+    let cuped = &a["cuped"];
+    assert_eq!(cuped["applied"], true, "{cuped}");
+    let adjusted = &cuped["comparisons"][0];
+    assert_eq!(adjusted["variation"], "on");
+    assert!(within(&adjusted["difference_ci"], 2.0), "{adjusted}");
+    // Var(propensity) = 1600/12, Var(noise) = 400/12: ρ² = 0.8² = 0.64.
+    let reduction = adjusted["variance_reduction"].as_f64().unwrap();
+    assert!((0.55..0.72).contains(&reduction), "{adjusted}");
+    let width = |ci: &Value| ci["upper"].as_f64().unwrap() - ci["lower"].as_f64().unwrap();
+    let plain = &a["primary"]["comparisons"][0];
+    assert!(within(&plain["difference_ci"], 2.0), "{plain}");
+    assert!(
+        width(&adjusted["difference_ci"]) < 0.7 * width(&plain["difference_ci"]),
+        "{adjusted} vs {plain}"
+    );
+    // The adjusted test decides significance.
+    assert_eq!(adjusted["significant"], true, "{adjusted}");
+    assert!(r.body["experiment"]["significant_at"].is_string());
+}
+
+#[tokio::test]
+async fn without_a_pre_period_results_say_cuped_was_not_applied() {
+    let s = TestServer::start().await;
+    create(&s, json!({})).await;
+    s.post(&format!("{EXPERIMENTS}/checkout-button/start"), json!({})).await;
+    simulate(&s, 1_000, 3).await;
+    let r = s.get(&format!("{EXPERIMENTS}/checkout-button/results")).await;
+    let cuped = &r.body["analysis"]["cuped"];
+    assert_eq!(cuped["applied"], false);
+    assert_eq!(cuped["reason"], "no pre-period configured (pre_period_days = 0)");
+}
+
 #[tokio::test]
 async fn a_fixed_horizon_result_is_not_significant_before_the_planned_sample_size() {
     let s = TestServer::start().await;
@@ -236,6 +307,14 @@ async fn a_started_experiment_is_frozen_and_a_decision_needs_a_product_owner_and
     )
     .await
     .assert_problem(409, "state_conflict");
+    // The refused decision wrote no learning either: both are one transaction.
+    let learnings = s
+        .state
+        .store
+        .list_learnings("default", &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(learnings.len(), 1);
 }
 
 #[tokio::test]

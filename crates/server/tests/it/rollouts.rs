@@ -492,3 +492,127 @@ async fn a_healthy_treatment_reaches_100_percent() {
     assert_eq!(treatment_weight(&s).await, Some(100_000));
     assert_eq!(s.get(PLAN).await.body["status"], "completed");
 }
+
+/// Starts a plan on `checkout` guarded by `guardrail` after creating
+/// `metrics` (the first is the North Star), and takes it to its first stage.
+async fn guarded_by(s: &TestServer, metrics: &[Value], guardrail: Value) {
+    s.flag("checkout", "production").await;
+    for m in metrics {
+        let def = serde_json::from_value(m.clone()).unwrap();
+        s.state
+            .store
+            .create_metric("default", def, &ChangeMeta::new("test", None))
+            .await
+            .unwrap();
+    }
+    let body = json!({"plan": plan(json!({"guardrails": [guardrail], "on_breach": "rollback"}))});
+    let r = s.call(Method::PUT, PLAN, ADMIN, Some(body)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    s.post(&format!("{PLAN}/start"), json!({})).await;
+    scheduler::tick(&s.state, t("2030-01-07T10:00:00Z")).await.unwrap();
+}
+
+/// `units` users alternating control/treatment; `events(i, treatment)`
+/// lists each user's track events as (event, value).
+async fn simulate_events(s: &TestServer, units: u32, events: impl Fn(u32, bool) -> Vec<(&'static str, Option<f64>)>) {
+    let env = s.state.store.get_environment("default", "production").await.unwrap();
+    let now_ms = Utc::now().timestamp_millis();
+    let mut b = sextant_store::EventBatchBuilder::with_capacity(units as usize * 4);
+    for i in 0..units {
+        let unit = format!("sim-{i}");
+        let treatment = i % 2 == 1;
+        b.exposure("checkout", if treatment { "on" } else { "off" }, &unit, now_ms);
+        for (event, value) in events(i / 2, treatment) {
+            b.track(event, &unit, value, now_ms, None);
+        }
+    }
+    let store = &s.state.store;
+    store.append_event_batches(&[b.finish(env.id, None)]).await.unwrap();
+    store.rollup_events(1_000).await.unwrap();
+}
+
+fn conversion_metric() -> Vec<Value> {
+    vec![
+        json!({"key": "purchase_rate", "name": "Purchase rate", "aggregation": "conversion",
+        "event": "purchase", "good_direction": "increase", "north_star": true}),
+    ]
+}
+
+#[tokio::test]
+async fn a_conversion_guardrail_rolls_back_a_treatment_that_converts_less() {
+    let s = TestServer::start().await;
+    let guard = json!({"metric": "purchase_rate", "direction": "increase", "tolerance": 0.02});
+    guarded_by(&s, &conversion_metric(), guard).await;
+    // Control converts 40%, treatment 20%.
+    simulate_events(&s, 4_000, |i, treatment| {
+        let pct = if treatment { 20 } else { 40 };
+        if i % 100 < pct {
+            vec![("purchase", None)]
+        } else {
+            vec![]
+        }
+    })
+    .await;
+    let r = scheduler::tick(&s.state, t("2030-01-07T10:00:30Z")).await.unwrap();
+    assert_eq!(r.breached.len(), 1, "{r:?}");
+    assert!(
+        r.breached[0].2.starts_with("guardrail `purchase_rate` breached"),
+        "{r:?}"
+    );
+    assert_eq!(treatment_weight(&s).await, Some(0));
+    // The look is of rates: the difference is about −0.2.
+    let p = s.get(PLAN).await;
+    let ci = &p.body["monitors"]["purchase_rate"]["ci"];
+    let (lo, hi) = (ci["lower"].as_f64().unwrap(), ci["upper"].as_f64().unwrap());
+    assert!(lo < -0.2 && -0.2 < hi && hi < -0.02, "{ci}");
+}
+
+#[tokio::test]
+async fn a_conversion_guardrail_lets_an_equal_treatment_reach_100_percent() {
+    let s = TestServer::start().await;
+    let guard = json!({"metric": "purchase_rate", "direction": "increase", "tolerance": 0.02});
+    guarded_by(&s, &conversion_metric(), guard).await;
+    simulate_events(
+        &s,
+        4_000,
+        |i, _| if i % 100 < 40 { vec![("purchase", None)] } else { vec![] },
+    )
+    .await;
+    for at in ["2030-01-07T11:00:00Z", "2030-01-07T12:00:00Z", "2030-01-07T12:00:01Z"] {
+        let r = scheduler::tick(&s.state, t(at)).await.unwrap();
+        assert!(r.breached.is_empty(), "{r:?}");
+    }
+    assert_eq!(s.get(PLAN).await.body["status"], "completed");
+}
+
+#[tokio::test]
+async fn a_ratio_guardrail_rolls_back_a_treatment_with_less_revenue_per_session() {
+    let s = TestServer::start().await;
+    let metrics = [
+        json!({"key": "revenue", "name": "Revenue", "aggregation": "sum", "event": "purchase",
+            "good_direction": "increase", "north_star": true}),
+        json!({"key": "sessions", "name": "Sessions", "aggregation": "count", "event": "session",
+            "good_direction": "increase", "parent": "revenue"}),
+        json!({"key": "revenue_per_session", "name": "Revenue per session", "aggregation": "ratio",
+            "numerator": "revenue", "denominator": "sessions", "good_direction": "increase", "parent": "revenue"}),
+    ];
+    let guard = json!({"metric": "revenue_per_session", "direction": "increase", "tolerance": 0.5});
+    guarded_by(&s, &metrics, guard).await;
+    // 1–3 sessions per user; control spends 5 per session, treatment 3.
+    simulate_events(&s, 2_000, |i, treatment| {
+        let sessions = 1 + i % 3;
+        let per_session = if treatment { 3.0 } else { 5.0 } + f64::from(i % 5) - 2.0;
+        let mut e = vec![("session", None); sessions as usize];
+        e.push(("purchase", Some(per_session * f64::from(sessions))));
+        e
+    })
+    .await;
+    let r = scheduler::tick(&s.state, t("2030-01-07T10:00:30Z")).await.unwrap();
+    assert_eq!(r.breached.len(), 1, "{r:?}");
+    assert_eq!(treatment_weight(&s).await, Some(0));
+    let p = s.get(PLAN).await;
+    let ci = &p.body["monitors"]["revenue_per_session"]["ci"];
+    let (lo, hi) = (ci["lower"].as_f64().unwrap(), ci["upper"].as_f64().unwrap());
+    // Σnum/Σden per arm: the difference is about −2 per session.
+    assert!(lo < -2.0 && -2.0 < hi && hi < -0.5, "{ci}");
+}

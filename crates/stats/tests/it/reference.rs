@@ -247,6 +247,13 @@ fn cuped_matches_reference() {
         let mut diff = e.clone();
         diff["estimate"] = e["difference"].clone();
         c.z(&format!("{n}.difference"), &r.difference, &diff);
+        // Independently, from the raw rows: the ANCOVA (OLS) fit.
+        c.value(
+            &format!("{n}.ols_difference"),
+            r.difference.estimate,
+            &e["ols_difference"],
+        );
+        c.value(&format!("{n}.ols_theta"), r.theta, &e["ols_theta"]);
     }
     c.finish("cuped");
 }

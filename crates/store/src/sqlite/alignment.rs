@@ -1105,7 +1105,8 @@ async fn policy_in(conn: &mut SqliteConnection, ws: &str) -> Result<PolicyRecord
     })
 }
 
-async fn insert_learning(
+/// Appends a learning and its audit entry inside the caller's transaction.
+pub(crate) async fn insert_learning(
     conn: &mut SqliteConnection,
     ws: &str,
     l: &NewLearning,

@@ -366,4 +366,60 @@ impl SqliteStore {
             .map(|row| Ok((row.try_get::<String, _>("b")?, sums_from(row)?)))
             .collect()
     }
+
+    pub(crate) async fn metric_breakdown_cuped(
+        &self,
+        ws: &str,
+        env: &str,
+        metric: &str,
+        flag: &str,
+        range: HourRange,
+        pre_hours: i64,
+    ) -> Result<Vec<(String, UnitSums)>> {
+        let mut conn = self.pool.acquire().await?;
+        let plan = Self::plan(&mut conn, ws, env, metric).await?;
+        if plan.y.is_some() {
+            return Err(crate::events::cuped_ratio_refused(metric));
+        }
+        // Post: from the hour of first exposure (in the range); pre: the
+        // `pre_hours` hours before it. Columns as in `metric_breakdown`
+        // with x ↔ y swapped so `sums_from` reads y into `sum`.
+        // sql-format: fixed fragments chosen by aggregation; event names and ranges are bound.
+        let sql = format!(
+            "WITH post AS (
+                 SELECT m.unit AS unit, TOTAL(m.events) AS c, TOTAL(m.value_sum) AS s
+                 FROM unit_hours m CROSS JOIN exposures e
+                      ON e.environment_id = m.environment_id AND e.flag = ?5 AND e.unit = m.unit
+                 WHERE m.environment_id = ?1 AND m.event = ?4 AND m.hour >= ?2 AND m.hour < ?3
+                   AND m.hour >= e.first_ms / {HOUR_MS}
+                 GROUP BY m.unit),
+             pre AS (
+                 SELECT m.unit AS unit, TOTAL(m.events) AS c, TOTAL(m.value_sum) AS s
+                 FROM unit_hours m CROSS JOIN exposures e
+                      ON e.environment_id = m.environment_id AND e.flag = ?5 AND e.unit = m.unit
+                 WHERE m.environment_id = ?1 AND m.event = ?4
+                   AND m.hour < e.first_ms / {HOUR_MS} AND m.hour >= e.first_ms / {HOUR_MS} - ?6
+                 GROUP BY m.unit)
+             SELECT variation AS b, COUNT(*) AS n, TOTAL(y) AS sx, TOTAL(y * y) AS sxx, TOTAL(x) AS sy,
+                    TOTAL(x * x) AS syy, TOTAL(x * y) AS sxy
+             FROM (SELECT e.variation, {y} AS y, {x} AS x
+                   FROM exposures e LEFT JOIN post p ON p.unit = e.unit LEFT JOIN pre q ON q.unit = e.unit
+                   WHERE e.environment_id = ?1 AND e.flag = ?5 AND e.first_ms < ?3 * {HOUR_MS})
+             GROUP BY variation ORDER BY variation",
+            y = per_unit(plan.x.1, "COALESCE(p.c, 0)", "COALESCE(p.s, 0)"),
+            x = per_unit(plan.x.1, "COALESCE(q.c, 0)", "COALESCE(q.s, 0)"),
+        );
+        let rows = sqlx::query(&sql)
+            .bind(plan.environment_id)
+            .bind(range.from)
+            .bind(range.to)
+            .bind(&plan.x.0)
+            .bind(flag)
+            .bind(pre_hours)
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get::<String, _>("b")?, sums_from(row)?)))
+            .collect()
+    }
 }

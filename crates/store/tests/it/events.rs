@@ -188,7 +188,90 @@ async fn rollup_is_incremental_and_retention_keeps_rolled_up_values(b: Backend) 
     assert_eq!((sums.n, sums.sum), (4, 4.0));
 }
 
+async fn cuped_breakdown_pairs_each_units_pre_exposure_value_with_its_value_after(b: Backend) {
+    let Some(t) = TestStore::on(b).await else { return };
+    let env = production_id(&t).await;
+    let s = &t.store;
+    s.create_metric("default", metric("revenue", Aggregation::Sum, "buy", None), &meta())
+        .await
+        .unwrap();
+    let at = |h: i64| h * HOUR_MS + 10;
+    let mut b = EventBatchBuilder::default();
+    // u1: 4 two days before (outside a 24 h pre-period), 3 the hour before,
+    // exposed to `on` at H+2, then 5 and 1.
+    b.track("buy", "u1", Some(4.0), at(H - 46), None);
+    b.track("buy", "u1", Some(3.0), at(H + 1), None);
+    b.exposure("checkout", "on", "u1", at(H + 2));
+    b.track("buy", "u1", Some(5.0), at(H + 2) + 5, None);
+    b.track("buy", "u1", Some(1.0), at(H + 3), None);
+    // u2: 2 before, exposed to `on`, nothing after.
+    b.track("buy", "u2", Some(2.0), at(H), None);
+    b.exposure("checkout", "on", "u2", at(H + 2));
+    // u3: nothing before, `off`, 7 after.
+    b.exposure("checkout", "off", "u3", at(H + 2));
+    b.track("buy", "u3", Some(7.0), at(H + 4), None);
+    // u4: 6 before, `off`, 2 after.
+    b.track("buy", "u4", Some(6.0), at(H + 1), None);
+    b.exposure("checkout", "off", "u4", at(H + 2));
+    b.track("buy", "u4", Some(2.0), at(H + 2), None);
+    s.append_event_batches(&[b.finish(env, None)]).await.unwrap();
+    rollup_all(&t).await;
+    let range = HourRange { from: H + 2, to: H + 5 };
+    let rows = s
+        .metric_breakdown_cuped("default", "production", "revenue", "checkout", range, 24)
+        .await
+        .unwrap();
+    // off: (y, x) = (7, 0), (2, 6); on: (6, 3), (0, 2).
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "off".into(),
+                UnitSums {
+                    n: 2,
+                    sum: 9.0,
+                    sum_sq: 53.0,
+                    sum_den: 6.0,
+                    sum_den_sq: 36.0,
+                    sum_cross: 12.0
+                }
+            ),
+            (
+                "on".into(),
+                UnitSums {
+                    n: 2,
+                    sum: 6.0,
+                    sum_sq: 36.0,
+                    sum_den: 5.0,
+                    sum_den_sq: 13.0,
+                    sum_cross: 18.0
+                }
+            ),
+        ]
+    );
+    s.create_metric(
+        "default",
+        metric("visits", Aggregation::Count, "visit", Some("revenue")),
+        &meta(),
+    )
+    .await
+    .unwrap();
+    let mut per_visit = metric("per_visit", Aggregation::Ratio, "visit", Some("revenue"));
+    per_visit.event = None;
+    per_visit.numerator = Some("revenue".into());
+    per_visit.denominator = Some("visits".into());
+    s.create_metric("default", per_visit, &meta()).await.unwrap();
+    let refused = s
+        .metric_breakdown_cuped("default", "production", "per_visit", "checkout", range, 24)
+        .await;
+    assert!(
+        matches!(refused, Err(sextant_store::StoreError::Invalid(_))),
+        "{refused:?}"
+    );
+}
+
 crate::backend_tests!(
+    cuped_breakdown_pairs_each_units_pre_exposure_value_with_its_value_after,
     a_retried_batch_id_is_stored_once,
     metric_sums_are_per_unit_sufficient_statistics,
     breakdown_counts_each_unit_in_its_first_variation_from_its_exposure_on,
