@@ -636,6 +636,41 @@ async fn a_second_person_approves_a_request_and_results_update_live_on_accessibl
             "axe-core missed an unlabelled input: {found:?}"
         );
     }
+    // A live refresh never wipes what someone is typing in a live region;
+    // the region catches up once they leave the field.
+    a.goto(&server.url("/w/default/principles")).await;
+    a.wait_text("#live-status", "Live").await;
+    let field = "#violations input[name=resolution]";
+    a.click(field).await;
+    let id = a.find(field).await;
+    a.post(&format!("/element/{id}/value"), json!({"text": "half-typed"}))
+        .await;
+    a.js("document.getElementById('live-status').textContent = 'waiting'; return null;")
+        .await;
+    let r = server
+        .post(
+            "/api/v1/workspaces/default/violations",
+            json!({"principle": "privacy-first", "subject": "flag:other", "justification": "second one",
+                   "owner": "growth", "review_date": "2031-01-01"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // The dashboard announces its own writes; an API write to violations is
+    // seen on the next announced change, so make one.
+    server.flag("live-probe-1", "staging").await;
+    a.wait_text("#live-status", "updated").await;
+    let typed = a
+        .js(&format!(
+            "return document.querySelector({}).value;",
+            serde_json::to_string(field).unwrap()
+        ))
+        .await;
+    assert_eq!(typed, json!("half-typed"), "the field being typed in was kept");
+    a.js("document.activeElement.blur(); document.getElementById('live-status').textContent = 'waiting'; return null;")
+        .await;
+    server.flag("live-probe-2", "staging").await;
+    a.wait_text("#violations", "second one").await;
+
     // Keyboard: the skip link is the first stop and moves focus to the content.
     a.goto(&server.url("/w/default/flags")).await;
     a.wait_text("h1", "Flags").await;

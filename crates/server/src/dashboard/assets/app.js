@@ -23,6 +23,10 @@
         if (!html) return;
         var doc = new DOMParser().parseFromString(html, "text/html");
         document.querySelectorAll("[data-live]").forEach(function (el) {
+          // Never swap a region while someone types in it: what they typed
+          // would be lost. The next change refreshes it.
+          var active = document.activeElement;
+          if (active && el.contains(active) && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName)) return;
           var fresh = el.id && doc.getElementById(el.id);
           if (fresh && fresh.innerHTML !== el.innerHTML) {
             var focused = document.activeElement && el.contains(document.activeElement) ? document.activeElement.id : null;
