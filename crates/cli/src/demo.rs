@@ -10,8 +10,9 @@
 //! Then [`activity`] adds what makes every page show something real: the
 //! metric tree under a North Star (the metrics the flags' hypotheses name),
 //! a running staged rollout plan of `new-checkout` guarded by checkout
-//! errors, a running experiment on `search-ranking`, and seeded simulated
-//! traffic (exposures from evaluating the published flags, and events)
+//! errors, a running experiment on `search-ranking` (with a 7-day CUPED
+//! pre-period), and seeded simulated traffic (exposures from evaluating
+//! the published flags, events, and search history from before exposure)
 //! sent with a temporary SDK token — each only if it is not there yet.
 
 use std::process::ExitCode;
@@ -117,7 +118,7 @@ pub async fn activity(client: &Client) -> Result<usize> {
             "primary_metric": "search-success", "guardrails": ["support-tickets", "checkout-conversion"],
             "hypothesis": {"direction": "increase", "minimum_effect": 0.01},
             "success_criteria": "search success up by at least 1 point with support tickets not worse",
-            "planned_sample_size": 6_000, "analysis": "sequential"
+            "planned_sample_size": 6_000, "analysis": "sequential", "pre_period_days": 7
         });
         let body = json!({"experiment": experiment, "reason": "demo workspace"});
         client
@@ -135,21 +136,31 @@ pub async fn activity(client: &Client) -> Result<usize> {
 /// `visitors` seeded visitors of production: each is assigned by the
 /// published flags, exposed to `search-ranking` and `new-checkout`, and
 /// searches, buys, starts trials, errs and files tickets with fixed
-/// probabilities (the learned ranking lifts search success from 40% to 45%).
+/// probabilities. Half the visitors are habitual searchers (85% search
+/// success, 10% for the others), which shows two days before exposure too
+/// (90% / 10%): the pre-period the experiment's CUPED adjusts with. The
+/// learned ranking adds 5 points of search success.
 async fn traffic(client: &Client, visitors: u32, seed: u64) -> Result<()> {
     let snapshot = published(client, "production").await?;
     let (token_id, sdk) = sdk_client(client, client.base_url(), "demo-traffic", "production").await?;
     let mut rng = Rng::new(seed);
-    let mut events = Events::at(chrono::Utc::now());
+    let now = chrono::Utc::now();
+    let mut history = Events::at(now - chrono::Duration::days(2));
+    let mut events = Events::at(now);
     for i in 0..visitors {
         let user = format!("visitor-{i}");
+        let engaged = rng.chance(0.5);
+        if rng.chance(if engaged { 0.90 } else { 0.10 }) {
+            history.track("search_success", &user, None);
+        }
         for flag in ["search-ranking", "new-checkout"] {
             if let Some(v) = assign(&snapshot, flag, &user) {
                 events.exposure(flag, &v, &user);
             }
         }
         let learned = assign(&snapshot, "search-ranking", &user).as_deref() == Some("treatment");
-        if rng.chance(if learned { 0.45 } else { 0.40 }) {
+        let success = if engaged { 0.85 } else { 0.10 } + if learned { 0.05 } else { 0.0 };
+        if rng.chance(success) {
             events.track("search_success", &user, None);
         }
         if rng.chance(0.12) {
@@ -166,7 +177,10 @@ async fn traffic(client: &Client, visitors: u32, seed: u64) -> Result<()> {
             events.track("checkout_error", &user, None);
         }
     }
-    let sent = events.send(&sdk).await;
+    let sent = match history.send(&sdk).await {
+        Ok(_) => events.send(&sdk).await,
+        Err(e) => Err(e),
+    };
     // The token only lived to send this traffic.
     client
         .send(

@@ -190,8 +190,13 @@ fn results_table(body: &Value) -> String {
     ));
     if let Some(at) = e["significant_at"].as_str() {
         out.push_str(&format!(
-            "significant since {at}; decide by {}\n",
-            e["decide_by"].as_str().unwrap_or("?")
+            "significant since {at}; decide by {}{}\n",
+            e["decide_by"].as_str().unwrap_or("?"),
+            if body["decision_overdue"] == true {
+                "  OVERDUE: decide now with `sextant experiment decide` (ship, kill or iterate)"
+            } else {
+                ""
+            }
         ));
     }
     let mut t = Table::new([
@@ -283,9 +288,11 @@ mod tests {
     }
 
     #[test]
-    fn cuped_results_get_a_line_per_treatment_arm() {
+    fn cuped_results_get_a_line_per_treatment_arm_and_an_overdue_decision_is_flagged() {
         let body = json!({
-            "experiment": {"definition": {"key": "btn"}, "status": "running"},
+            "experiment": {"definition": {"key": "btn"}, "status": "running",
+                "significant_at": "2026-11-01T00:00:00Z", "decide_by": "2026-11-08T00:00:00Z"},
+            "decision_overdue": true,
             "analysis": {"method": "fixed_horizon", "units": 200, "planned_sample_size": 100,
                 "srm": {"p_value": 0.5}, "primary": {"metric": "revenue", "arms": [], "comparisons": []},
                 "guardrails": [],
@@ -298,6 +305,10 @@ mod tests {
             text.contains(
                 "CUPED (14 days before exposure): on difference 2.1000 [1.5000, 2.7000], p = 0.0001, variance −64%, significant\n"
             ),
+            "{text}"
+        );
+        assert!(
+            text.contains("decide by 2026-11-08T00:00:00Z  OVERDUE: decide now"),
             "{text}"
         );
     }

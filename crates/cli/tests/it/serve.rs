@@ -52,6 +52,13 @@ fn serve_demo_loads_the_demo_workspace_and_loading_it_again_changes_nothing() {
     assert!(units > 2_500, "{results}");
     let c = &results["analysis"]["primary"]["comparisons"][0];
     assert!(c["difference"].as_f64().unwrap() > 0.0, "{c}");
+    // Visitors' search success before exposure is the CUPED covariate.
+    let cuped = &results["analysis"]["cuped"];
+    assert_eq!(cuped["applied"], true, "{cuped}");
+    assert!(
+        cuped["comparisons"][0]["variance_reduction"].as_f64().unwrap() > 0.1,
+        "{cuped}"
+    );
     let table = s.run(&["experiment", "results", "search-ranking-learned"]);
     assert_eq!(table.code, 0, "{}", table.stderr);
     assert!(table.stdout.contains("search-success"), "{}", table.stdout);
