@@ -257,8 +257,44 @@ fn results_view(r: &Results) -> Markup {
             }
         }
         (metric_view("primary", "Primary metric", &a.primary))
+        (cuped_view(a))
         @for (i, g) in a.guardrails.iter().enumerate() {
             (metric_view(&format!("guardrail-{i}"), "Guardrail", g))
+        }
+    }
+}
+
+/// CUPED: the primary metric's comparisons adjusted by each unit's
+/// pre-period value, or why they were not.
+fn cuped_view(a: &Analysis) -> Markup {
+    let c = &a.cuped;
+    html! {
+        section #cuped aria-labelledby="cuped-title" {
+            h3 #cuped-title { "Variance reduction (CUPED)" }
+            @if !c.applied {
+                p .muted { "Not applied" @if let Some(r) = &c.reason { ": " (r) } "." }
+            } @else {
+                p { "Primary metric adjusted by each unit's value in the " (c.pre_period_days) " days before its first exposure." }
+                table {
+                    caption .sr-only { "CUPED-adjusted comparisons of the primary metric" }
+                    thead { tr {
+                        th scope="col" { "Arm" } th scope="col" { "Adjusted difference" } th scope="col" { "Interval" }
+                        th scope="col" { "p" } th scope="col" { "Variance removed" } th scope="col" { "Verdict" }
+                    } }
+                    tbody {
+                        @for x in &c.comparisons {
+                            tr {
+                                th scope="row" { (x.variation) }
+                                td { (x.difference.map_or("—".into(), charts::format_value)) }
+                                td { (x.difference_ci.map_or("—".into(), |ci| format!("{} to {}", charts::format_value(ci.lower), charts::format_value(ci.upper)))) }
+                                td { (p_text(x.p_value)) }
+                                td { (pct_opt(x.variance_reduction)) }
+                                td { @if x.significant { "significant" } @else { "not significant" } }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }

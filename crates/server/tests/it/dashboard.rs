@@ -542,6 +542,12 @@ async fn the_experiment_page_plots_lift_with_its_interval_and_prints_every_numbe
         "{chance}: {page}"
     );
     assert!(page.contains("No sample ratio mismatch"), "{page}");
+    // No pre-period is configured, and the page says so as the API does.
+    assert_eq!(api.body["analysis"]["cuped"]["applied"], false);
+    assert!(
+        page.contains("Variance reduction (CUPED)") && page.contains("Not applied"),
+        "{page}"
+    );
     assert!(page.contains("Guardrail: <code>errors</code>"));
     // The decision form sits beside its context.
     assert!(page.contains("Record decision") && page.contains("Context for this decision"));
@@ -982,4 +988,73 @@ async fn violations_are_declared_and_resolved_through_the_principles_page_by_the
     assert_eq!(status, 303);
     let r = server.get("/api/v1/workspaces/default/violations").await;
     assert_eq!(r.body["items"][0]["resolution"], "app caught up");
+}
+
+#[tokio::test]
+async fn an_experiment_with_a_pre_period_shows_its_cuped_adjusted_comparison() {
+    let server = TestServer::start().await;
+    server.flag("checkout", "production").await;
+    for m in [
+        json!({"key": "checkout_conversion", "name": "Checkout conversion", "aggregation": "conversion",
+               "event": "purchase", "good_direction": "increase", "north_star": true}),
+        json!({"key": "revenue", "name": "Revenue per user", "aggregation": "mean", "event": "purchase",
+               "good_direction": "increase", "parent": "checkout_conversion"}),
+    ] {
+        let r = server
+            .post("/api/v1/workspaces/default/metrics", json!({"metric": m}))
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let experiment = json!({
+        "key": "price-anchor", "environment": "production", "flag": "checkout",
+        "arms": [{"variation": "off", "weight": 50}, {"variation": "on", "weight": 50}],
+        "primary_metric": "revenue", "hypothesis": {"direction": "increase", "minimum_effect": 0.02},
+        "success_criteria": "revenue per user up", "planned_sample_size": 2000, "pre_period_days": 7
+    });
+    let base = "/api/v1/workspaces/default/experiments";
+    let r = server.post(base, json!({"experiment": experiment})).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = server.post(&format!("{base}/price-anchor/start"), json!({})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // Each unit spends about the same before and after exposure (its own
+    // level plus a little noise); treatment adds 2 after.
+    let env = server
+        .state
+        .store
+        .get_environment("default", "production")
+        .await
+        .unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut b = sextant_store::EventBatchBuilder::with_capacity(6000);
+    for i in 0..2000u32 {
+        let unit = format!("c{i}");
+        let treated = i % 2 == 1;
+        let level = 20.0 + f64::from(i % 40);
+        let noise = f64::from((i * 7) % 5) - 2.0;
+        b.track("purchase", &unit, Some(level + noise), now - 48 * 3_600_000, None);
+        b.exposure("checkout", if treated { "on" } else { "off" }, &unit, now);
+        let after = level - noise + if treated { 2.0 } else { 0.0 };
+        b.track("purchase", &unit, Some(after), now, None);
+    }
+    server
+        .state
+        .store
+        .append_event_batches(&[b.finish(env.id, None)])
+        .await
+        .unwrap();
+    server.state.store.rollup_events(1_000).await.unwrap();
+    let mut browser = Browser::new(&server);
+    browser.sign_in(ADMIN).await;
+    let (status, page, _) = browser.get("/w/default/experiments/price-anchor").await;
+    assert_eq!(status, 200, "{page}");
+    let api = server.get(&format!("{base}/price-anchor/results")).await;
+    let cuped = &api.body["analysis"]["cuped"];
+    assert_eq!(cuped["applied"], true, "{cuped}");
+    let removed = cuped["comparisons"][0]["variance_reduction"].as_f64().unwrap();
+    let section = &page[page.find("id=\"cuped\"").expect("a CUPED section")..];
+    assert!(section.contains("7 days before its first exposure"), "{section}");
+    assert!(
+        section.contains(&format!("<td>{:.1}%</td>", removed * 100.0)),
+        "{removed}: {section}"
+    );
 }
