@@ -10,6 +10,13 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: `sextant serve` allocates
+/// per request (bodies, contexts, headers), and under load glibc's malloc
+/// and free were the largest cost of an OFREP bulk evaluation
+/// (BENCHMARKS.md has the numbers).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod admin;
 mod apply;
 mod change;

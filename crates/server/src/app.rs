@@ -101,15 +101,14 @@ async fn rate_limit(State(state): State<AppState>, request: Request, next: Next)
 /// Request metrics and a log line per request.
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    // `MatchedPath` is a shared string: cloning it does not allocate.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = request.method().clone();
     let response = next.run(request).await;
     let elapsed = start.elapsed();
     let status = response.status().as_u16();
-    state.metrics.observe(&route, method.as_str(), status, elapsed);
+    state.metrics.observe(route, method.as_str(), status, elapsed);
     tracing::debug!(%method, %route, status, micros = elapsed.as_micros() as u64, "request");
     response
 }

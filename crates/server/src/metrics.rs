@@ -18,12 +18,17 @@ struct Series {
     buckets: [u64; BUCKETS.len()],
 }
 
+/// One route's series: method → status → series.
+type ByMethod = BTreeMap<String, BTreeMap<u16, Series>>;
+
 /// Request and stream metrics. Evaluation counts live in [`Live`].
 #[derive(Default)]
 pub struct Metrics {
-    /// (route, method, status) → series. A std `Mutex`: held for a few
+    /// route → method → status → series, nested so that a request looks
+    /// its series up with borrowed strings and allocates only the first
+    /// time a combination is seen. A std `Mutex`: held for a few
     /// additions, never across an await.
-    requests: Mutex<BTreeMap<(String, String, u16), Series>>,
+    requests: Mutex<BTreeMap<String, ByMethod>>,
     /// Connected SDK stream clients.
     pub sdk_streams: AtomicI64,
     /// Connected OFREP event-stream clients.
@@ -56,7 +61,15 @@ impl Metrics {
     pub fn observe(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let s = map.entry((route.to_owned(), method.to_owned(), status)).or_default();
+        let by_method = match map.get_mut(route) {
+            Some(m) => m,
+            None => map.entry(route.to_owned()).or_default(),
+        };
+        let by_status = match by_method.get_mut(method) {
+            Some(m) => m,
+            None => by_method.entry(method.to_owned()).or_default(),
+        };
+        let s = by_status.entry(status).or_default();
         s.count += 1;
         s.sum += secs;
         for (i, bound) in BUCKETS.iter().enumerate() {
@@ -72,7 +85,14 @@ impl Metrics {
         out.push_str("# HELP sextant_http_requests_total HTTP requests by route, method and status.\n");
         out.push_str("# TYPE sextant_http_requests_total counter\n");
         let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        for ((route, method, status), s) in requests.iter() {
+        let series = || {
+            requests.iter().flat_map(|(route, by_method)| {
+                by_method.iter().flat_map(move |(method, by_status)| {
+                    by_status.iter().map(move |(status, s)| (route, method, status, s))
+                })
+            })
+        };
+        for (route, method, status, s) in series() {
             let _ = writeln!(
                 out,
                 "sextant_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {}",
@@ -83,7 +103,7 @@ impl Metrics {
         out.push_str("# HELP sextant_http_request_duration_seconds HTTP request latency by route.\n");
         out.push_str("# TYPE sextant_http_request_duration_seconds histogram\n");
         let mut by_route: BTreeMap<(&str, &str), Series> = BTreeMap::new();
-        for ((route, method, _), s) in requests.iter() {
+        for (route, method, _, s) in series() {
             let agg = by_route.entry((route, method)).or_default();
             agg.count += s.count;
             agg.sum += s.sum;

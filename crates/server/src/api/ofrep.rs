@@ -7,6 +7,9 @@
 //! reason differs (`DEFAULT`, `PREREQUISITE_FAILED`) it is kept in the
 //! flag metadata as `sextant.reason`.
 
+mod wire;
+
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -20,9 +23,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use sextant_core::{Context, ErrorCode, Reason, Resolution};
+use sextant_core::{Context, ErrorCode};
 use sextant_store::{TokenGrant, TokenRecord, hash_token};
-use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::Xxh3;
 
 use super::sdk::none_match;
 use crate::auth::presented;
@@ -69,13 +72,15 @@ fn failure(status: StatusCode, key: Option<&str>, code: Option<&'static str>, de
 }
 
 /// The token of a request: header, or `?token=` for EventSource.
-pub(crate) fn token_of(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
+pub(crate) fn token_of<'a>(headers: &'a HeaderMap, uri: &axum::http::Uri) -> Option<Cow<'a, str>> {
     if let Some(t) = presented(headers) {
-        return Some(t.to_owned());
+        return Some(Cow::Borrowed(t));
     }
+    uri.query()?;
     Query::<HashMap<String, String>>::try_from_uri(uri)
         .ok()
-        .and_then(|q| q.0.get("token").cloned())
+        .and_then(|mut q| q.0.remove("token"))
+        .map(Cow::Owned)
 }
 
 fn lookup(state: &AppState, token: Option<&str>) -> Option<Arc<TokenRecord>> {
@@ -162,76 +167,45 @@ fn unix_now() -> i64 {
         .unwrap_or_default()
 }
 
-/// The request's context, plus its canonical JSON (for the bulk ETag).
-fn parse_context(body: &[u8]) -> Result<(Context, String), (&'static str, String)> {
+/// The request's context.
+fn parse_context(body: &[u8]) -> Result<Context, (&'static str, String)> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| ("PARSE_ERROR", format!("request body is not valid JSON: {e}")))?;
     let Value::Object(mut fields) = value else {
         return Err(("PARSE_ERROR", "request body must be an object with a `context`".into()));
     };
     let context = fields.remove("context").unwrap_or_else(|| Value::Object(Map::new()));
-    let canonical = context.to_string();
     let mut ctx = Context::from_json(context).map_err(|e| ("INVALID_CONTEXT", e.to_string()))?;
     ctx.now = Some(unix_now());
-    Ok((ctx, canonical))
+    Ok(ctx)
 }
 
-fn reason_name(r: Reason) -> &'static str {
-    match r {
-        Reason::Static => "STATIC",
-        Reason::TargetingMatch => "TARGETING_MATCH",
-        Reason::Split => "SPLIT",
-        Reason::Disabled | Reason::PrerequisiteFailed => "DISABLED",
-        Reason::Default | Reason::Error => "UNKNOWN",
+/// Feeds what is written to it into an XXH3 hasher.
+struct HashWriter(Xxh3);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
     }
-}
 
-fn error_details(code: ErrorCode, key: &str) -> String {
-    match code {
-        ErrorCode::FlagNotFound => format!("flag `{key}` was not found"),
-        ErrorCode::TargetingKeyMissing => {
-            "the context has no targetingKey (or bucketing attribute) this flag needs".into()
-        }
-        ErrorCode::InvalidContext => "the context cannot be used".into(),
-        ErrorCode::TypeMismatch => "the flag has a different type".into(),
-        ErrorCode::ParseError => "the flag definition could not be parsed".into(),
-        ErrorCode::General => format!("flag `{key}` could not be evaluated"),
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
-/// One evaluation as OFREP JSON: success or failure.
-fn evaluation(published: &Published, key: &str, r: &Resolution<'_>) -> Value {
-    let mut metadata = Map::new();
-    if let Some(m) = published.snapshot.metadata(key) {
-        for (k, v) in m {
-            // OFREP metadata values are booleans, strings or numbers only.
-            if v.is_boolean() || v.is_string() || v.is_number() {
-                metadata.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    if let Some(code) = r.error {
-        let mut out = json!({"key": key, "errorCode": code.as_str(), "errorDetails": error_details(code, key)});
-        if !metadata.is_empty() {
-            out["metadata"] = Value::Object(metadata);
-        }
-        return out;
-    }
-    let name = reason_name(r.reason);
-    if name != r.reason.as_str() {
-        metadata.insert("sextant.reason".into(), Value::String(r.reason.as_str().into()));
-    }
-    let mut out = json!({"key": key, "reason": name});
-    if let Some(v) = r.value {
-        out["value"] = v.clone();
-    }
-    if let Some(v) = r.variation {
-        out["variant"] = Value::String(v.into());
-    }
-    if !metadata.is_empty() {
-        out["metadata"] = Value::Object(metadata);
-    }
-    out
+/// A 128-bit hash of a context's canonical JSON (targeting key, then the
+/// attributes in key order), for the bulk ETag. Streamed into the hasher:
+/// no string is built. XXH3 rather than SHA-256 because the ETag only has
+/// to tell contexts apart for one client, not resist forgery: a client
+/// that forges a collision only gets a 304 for its own request.
+fn context_hash(ctx: &Context) -> u128 {
+    let mut w = HashWriter(Xxh3::new());
+    // Serializing a string, `None` or a `Map` into a writer that never
+    // fails cannot fail.
+    let _ = serde_json::to_writer(&mut w, &ctx.targeting_key);
+    let _ = serde_json::to_writer(&mut w, &ctx.attributes);
+    w.0.digest128()
 }
 
 /// Evaluates one flag for a dynamic context.
@@ -246,8 +220,7 @@ pub async fn evaluate_flag(State(state): State<AppState>, Path(key): Path<String
     let Ok(_permit) = state.evaluations.try_acquire() else {
         return overloaded(&state);
     };
-    let token = token_of(request.headers(), request.uri());
-    let slot = match authorize(&state, token.as_deref()) {
+    let slot = match authorize(&state, token_of(request.headers(), request.uri()).as_deref()) {
         Ok(slot) => slot,
         Err(r) => return r,
     };
@@ -255,7 +228,7 @@ pub async fn evaluate_flag(State(state): State<AppState>, Path(key): Path<String
         Ok(b) => b,
         Err(_) => return too_large(Some(&key)),
     };
-    let (ctx, _) = match parse_context(&body) {
+    let ctx = match parse_context(&body) {
         Ok(c) => c,
         Err((code, details)) => return failure(StatusCode::BAD_REQUEST, Some(&key), Some(code), details),
     };
@@ -269,7 +242,17 @@ pub async fn evaluate_flag(State(state): State<AppState>, Path(key): Path<String
         Some(ErrorCode::FlagNotFound) => StatusCode::NOT_FOUND,
         Some(_) => StatusCode::BAD_REQUEST,
     };
-    (status, Json(evaluation(&published, &key, &r))).into_response()
+    let mut out = Vec::with_capacity(256);
+    wire::evaluation(&mut out, published.snapshot.metadata(&key), &key, &r);
+    (status, json_body(out)).into_response()
+}
+
+/// A JSON response body that is already serialized.
+fn json_body(body: Vec<u8>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
 }
 
 /// Evaluates every flag for a static context. `ETag` covers the
@@ -288,60 +271,70 @@ pub async fn evaluate_flags(State(state): State<AppState>, request: Request) -> 
     let Ok(_permit) = state.evaluations.try_acquire() else {
         return overloaded(&state);
     };
-    let token = token_of(request.headers(), request.uri());
+    let (parts, body) = request.into_parts();
+    let token = token_of(&parts.headers, &parts.uri);
     let slot = match authorize(&state, token.as_deref()) {
         Ok(slot) => slot,
         Err(r) => return r,
     };
-    let headers = request.headers().clone();
-    let body: Bytes = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
+    let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => return too_large(None),
     };
-    let (ctx, canonical) = match parse_context(&body) {
+    let ctx = match parse_context(&body) {
         Ok(c) => c,
         Err((code, details)) => return failure(StatusCode::BAD_REQUEST, None, Some(code), details),
     };
     let published = slot.load();
-    let digest = Sha256::digest(canonical.as_bytes());
     let etag = format!(
-        "\"{}-{}-{}\"",
+        "\"{}-{}-{:032x}\"",
         published.environment_id,
         published.version(),
-        hex::encode(&digest[..8])
+        context_hash(&ctx)
     );
-    let mut response = if none_match(&headers, &etag) {
+    let mut response = if none_match(&parts.headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let flags: Vec<Value> = published
-            .snapshot
-            .evaluate_all(&ctx)
-            .enumerate()
-            .map(|(i, (key, r))| {
-                published.count(i, r.reason);
-                evaluation(&published, key, &r)
-            })
-            .collect();
         let url = format!(
             "{}/ofrep/v1/events?token={}",
-            base_url(&state, &headers),
+            base_url(&state, &parts.headers),
             token.as_deref().unwrap_or_default()
         );
-        let body = json!({
-            "flags": flags,
-            "metadata": {
-                "version": published.version(),
-                "workspace": published.workspace,
-                "environment": published.environment,
-            },
-            "eventStreams": [{"type": "sse", "url": url, "inactivityDelaySec": INACTIVITY_DELAY_SEC}],
-        });
-        Json(body).into_response()
+        json_body(bulk(&published, &ctx, &url)).into_response()
     };
     if let Ok(v) = HeaderValue::from_str(&etag) {
         response.headers_mut().insert(header::ETAG, v);
     }
     response
+}
+
+/// The `bulkEvaluationSuccess` body: every flag evaluated for `ctx` (each
+/// counted), the snapshot's metadata and the change stream at `url`. Keys
+/// in sorted order, as [`wire`] writes them.
+fn bulk(published: &Published, ctx: &Context, url: &str) -> Vec<u8> {
+    // About 110 bytes a flag for boolean flags; one allocation in the
+    // common case.
+    let mut out = Vec::with_capacity(256 + url.len() + published.snapshot.len() * 128);
+    out.extend_from_slice(b"{\"eventStreams\":[{\"inactivityDelaySec\":");
+    wire::number(&mut out, INACTIVITY_DELAY_SEC);
+    out.extend_from_slice(b",\"type\":\"sse\",\"url\":");
+    wire::string(&mut out, url);
+    out.extend_from_slice(b"}],\"flags\":[");
+    for (i, (key, r)) in published.snapshot.evaluate_all(ctx).enumerate() {
+        published.count(i, r.reason);
+        if i > 0 {
+            out.push(b',');
+        }
+        wire::evaluation(&mut out, published.snapshot.metadata(key), key, &r);
+    }
+    out.extend_from_slice(b"],\"metadata\":{\"environment\":");
+    wire::string(&mut out, &published.environment);
+    out.extend_from_slice(b",\"version\":");
+    wire::number(&mut out, published.version());
+    out.extend_from_slice(b",\"workspace\":");
+    wire::string(&mut out, &published.workspace);
+    out.extend_from_slice(b"}}");
+    out
 }
 
 fn base_url(state: &AppState, headers: &HeaderMap) -> String {
