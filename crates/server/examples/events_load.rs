@@ -5,14 +5,17 @@
 //!
 //! 1. Starts the real server in a child process (this binary, `serve`
 //!    mode) on 127.0.0.1:0 with a fresh SQLite file, so its memory is
-//!    measured apart from the load generator.
+//!    measured apart from the load generator. With
+//!    `SEXTANT_BENCH_POSTGRES_URL=postgres://…` (a role that may create
+//!    databases) steps 2 and 3 then run again in the same run against a
+//!    fresh PostgreSQL database (dropped afterwards).
 //! 2. Throughput: 8 keep-alive connections post batches of 1,000 events
 //!    (unique `batch_id`s) for SECONDS (default 10); counts 202s (durable).
 //! 3. Overload: 80 connections (10× the concurrency) for SECONDS; counts
 //!    202s and 429s and samples the server's RSS.
 //! 4. Aggregation: in this process, appends AGG_EVENTS (default 10M)
 //!    events to a fresh SQLite file, then times the rollup into per-unit
-//!    hourly sums (64 batches per transaction, as the server does), one
+//!    hourly sums (`ROLLUP_BATCHES` per run, as the server does), one
 //!    metric's sufficient statistics and its breakdown; reports peak RSS.
 //!
 //! Loopback only; bounded in time and count.
@@ -56,9 +59,58 @@ async fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ingest.db");
+    println!("load average before: {}", loadavg());
+    ingest("SQLite", &db.to_string_lossy(), seconds).await;
+    if let Ok(admin) = std::env::var("SEXTANT_BENCH_POSTGRES_URL") {
+        let (url, drop_db) = postgres_database(&admin).await;
+        ingest("PostgreSQL", &url, seconds).await;
+        drop_db.await;
+    }
+    println!("load average after: {}", loadavg());
+
+    aggregate(agg_events).await;
+}
+
+/// `/proc/loadavg`'s first three fields.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A fresh database on the PostgreSQL server of `admin`, and a future
+/// that drops it.
+async fn postgres_database(admin: &str) -> (String, impl Future<Output = ()>) {
+    use sqlx::ConnectOptions;
+    let name = format!("sextant_bench_{}", std::process::id());
+    let options: sqlx::postgres::PgConnectOptions = admin.parse().expect("SEXTANT_BENCH_POSTGRES_URL is not a URL");
+    let mut conn = options.connect().await.expect("PostgreSQL does not answer");
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+    let url = format!("{base}/{name}");
+    let drop_db = async move {
+        let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+    };
+    (url, drop_db)
+}
+
+/// Throughput and overload against a server on `db` (a file or a URL).
+async fn ingest(label: &str, db: &str, seconds: u64) {
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
         .arg("serve")
-        .arg(&db)
+        .arg(db)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -69,27 +121,27 @@ async fn main() {
     let url = format!("http://{addr}/events/v1/batch");
     let bodies = Arc::new(bodies());
     println!(
-        "server pid {pid} at {addr}; idle RSS {} MiB",
+        "[{label}] server pid {pid} at {addr}; idle RSS {} MiB",
         rss_kib(pid, "VmRSS") / 1024
     );
 
     let (ok, refused, secs) = load(&url, &bodies, 8, Duration::from_secs(seconds), pid).await;
     println!(
-        "throughput: {:.0} events/s durable ({} batches of {BATCH} in {secs:.1} s, {refused} answered 429); peak RSS {} MiB",
+        "[{label}] throughput: {:.0} events/s durable ({} batches of {BATCH} in {secs:.1} s, {refused} answered 429); peak RSS {} MiB; load average {}",
         ok as f64 * BATCH as f64 / secs,
         ok,
-        rss_kib(pid, "VmHWM") / 1024
+        rss_kib(pid, "VmHWM") / 1024,
+        loadavg()
     );
     let (ok, refused, secs) = load(&url, &bodies, 80, Duration::from_secs(seconds), pid).await;
     println!(
-        "overload (80 connections): {:.0} events/s durable, {:.0} requests/s refused with 429; peak RSS {} MiB",
+        "[{label}] overload (80 connections): {:.0} events/s durable, {:.0} requests/s refused with 429; peak RSS {} MiB; load average {}",
         ok as f64 * BATCH as f64 / secs,
         refused as f64 / secs,
-        rss_kib(pid, "VmHWM") / 1024
+        rss_kib(pid, "VmHWM") / 1024,
+        loadavg()
     );
     drop(child);
-
-    aggregate(agg_events).await;
 }
 
 /// Posts batches on `connections` connections for `duration`; returns (202s, 429s, seconds).
@@ -102,13 +154,20 @@ async fn load(
 ) -> (u64, u64, f64) {
     let ok = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
     let seq = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let http = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
-        let (url, bodies, ok, refused, seq) =
-            (url.to_owned(), bodies.clone(), ok.clone(), refused.clone(), seq.clone());
+        let (url, bodies, ok, refused, failed, seq) = (
+            url.to_owned(),
+            bodies.clone(),
+            ok.clone(),
+            refused.clone(),
+            failed.clone(),
+            seq.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             while start.elapsed() < duration {
                 let n = seq.fetch_add(1, Ordering::Relaxed);
@@ -127,13 +186,21 @@ async fn load(
                         refused.fetch_add(1, Ordering::Relaxed)
                     }
                     Ok(status) => panic!("unexpected answer {status}"),
-                    Err(e) => panic!("request failed: {e}"),
+                    Err(e) => {
+                        // Counted and reported, not hidden: the batch was not acknowledged.
+                        eprintln!("request failed: {e}");
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
                 };
             }
         }));
     }
     for t in tasks {
         t.await.unwrap();
+    }
+    let failed = failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        println!("  {failed} requests failed without an answer (connection errors)");
     }
     (
         ok.load(Ordering::Relaxed),
@@ -261,7 +328,12 @@ async fn aggregate(total: u64) {
     );
     let start = Instant::now();
     loop {
-        if store.rollup_events(64).await.unwrap().caught_up {
+        if store
+            .rollup_events(sextant_server::events::ROLLUP_BATCHES)
+            .await
+            .unwrap()
+            .caught_up
+        {
             break;
         }
     }
@@ -311,4 +383,40 @@ async fn aggregate(total: u64) {
         start.elapsed().as_secs_f64(),
         rss_kib(pid, "VmHWM") / 1024
     );
+    let day = HourRange {
+        from: now_h - 24,
+        to: now_h,
+    };
+    let start = Instant::now();
+    let sums = store
+        .metric_sums("default", "production", "revenue", day)
+        .await
+        .unwrap();
+    println!(
+        "the same metric over the last 24 hours, as a tree node shows it (n = {}): {:.2} s",
+        sums.n,
+        start.elapsed().as_secs_f64()
+    );
+    for (label, bucket) in [("daily", 24), ("hourly", 1)] {
+        let start = Instant::now();
+        let points = store
+            .metric_series(
+                "default",
+                "production",
+                "revenue",
+                HourRange {
+                    from: now_h - 24 * 8,
+                    to: now_h,
+                },
+                bucket,
+            )
+            .await
+            .unwrap();
+        println!(
+            "{label} series over the week ({} points): {:.2} s; peak RSS {} MiB",
+            points.len(),
+            start.elapsed().as_secs_f64(),
+            rss_kib(pid, "VmHWM") / 1024
+        );
+    }
 }

@@ -11,9 +11,10 @@
 //! released. Nothing acknowledged is ever dropped, and memory is bounded
 //! whatever the offered load.
 //!
-//! After each commit the rollup task is woken; it expands new batches in
-//! SQL into the per-unit hourly rollups, so metric values follow within
-//! seconds without a full recompute. It also deletes raw batches older
+//! After each commit the rollup task is woken; it reads the new batches,
+//! aggregates them in memory (one row per unit, event and hour) and
+//! upserts those rows into the per-unit hourly rollups, so metric values
+//! follow within seconds without a full recompute. It also deletes raw batches older
 //! than the retention once they are rolled up.
 
 use std::sync::Arc;
@@ -27,9 +28,10 @@ use tokio::task::JoinHandle;
 /// Most batches committed in one transaction.
 const MAX_GROUP: usize = 256;
 
-/// Most batches rolled up per rollup transaction (keeps each short, so
-/// ingestion commits interleave).
-const ROLLUP_BATCHES: i64 = 64;
+/// Most batches rolled up per run. The batches are read and aggregated
+/// without the write lock; only the upserts of the aggregated rows hold it,
+/// so ingestion commits interleave with a catch-up.
+pub const ROLLUP_BATCHES: i64 = 32;
 
 /// How often the rollup runs without being woken, and retention is checked.
 const ROLLUP_INTERVAL: Duration = Duration::from_secs(1);
@@ -89,6 +91,9 @@ pub struct Ingest {
     queue_capacity: usize,
     /// Counters.
     pub counters: Arc<IngestCounters>,
+    /// Events rolled up since start (follows `counters.rolled_up`), for
+    /// waiting on the rollup without polling.
+    rolled: watch::Receiver<u64>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -115,13 +120,22 @@ impl Ingest {
             wake.clone(),
             counters.clone(),
         ));
-        let rollup = tokio::spawn(rollup_loop(store, wake, shutdown, retention, counters.clone()));
+        let (rolled_tx, rolled) = watch::channel(0);
+        let rollup = tokio::spawn(rollup_loop(
+            store,
+            wake,
+            shutdown,
+            retention,
+            counters.clone(),
+            rolled_tx,
+        ));
         Ingest {
             tx,
             slots: Arc::new(Semaphore::new(max_inflight.max(1))),
             queue: Arc::new(Semaphore::new(queue_capacity.max(1))),
             queue_capacity: queue_capacity.max(1),
             counters,
+            rolled,
             tasks: std::sync::Mutex::new(vec![writer, rollup]),
         }
     }
@@ -170,6 +184,14 @@ impl Ingest {
             Ok(Err(message)) => Err(IngestError::Store(StoreError::Database(message))),
             Err(_) => Err(IngestError::Closed),
         })
+    }
+
+    /// Waits until the rollup has taken in at least `events` events since
+    /// the server started (every event committed before them is then in
+    /// the metric values). Returns early if the rollup task has stopped.
+    pub async fn rolled_up(&self, events: u64) {
+        let mut rx = self.rolled.clone();
+        let _ = rx.wait_for(|n| *n >= events).await;
     }
 
     /// Events queued but not yet committed.
@@ -243,6 +265,7 @@ async fn rollup_loop(
     mut shutdown: watch::Receiver<bool>,
     retention: Duration,
     counters: Arc<IngestCounters>,
+    rolled: watch::Sender<u64>,
 ) {
     let mut tick = tokio::time::interval(ROLLUP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -266,7 +289,8 @@ async fn rollup_loop(
         loop {
             match store.rollup_events(ROLLUP_BATCHES).await {
                 Ok(p) => {
-                    counters.rolled_up.fetch_add(p.events, Ordering::Relaxed);
+                    let total = counters.rolled_up.fetch_add(p.events, Ordering::Relaxed) + p.events;
+                    rolled.send_replace(total);
                     if p.caught_up || *shutdown.borrow() {
                         break;
                     }

@@ -10,6 +10,9 @@
 //! aggregated in SQL from the rollups: first per unit, then into n, Σx,
 //! Σx², (Σy, Σy², Σxy for ratios), so no analysis loads raw events.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -47,6 +50,13 @@ impl EventBatchBuilder {
     }
 
     fn string(&mut self, s: &str) {
+        // Most names and units need no escaping: copy them as they are.
+        if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+            self.json.push('"');
+            self.json.push_str(s);
+            self.json.push('"');
+            return;
+        }
         // Writing a JSON string into a String cannot fail.
         let _ = serde_json::to_writer(string_writer(&mut self.json), s);
     }
@@ -148,6 +158,30 @@ pub enum Appended {
     Duplicate,
 }
 
+/// Which of `rows` a multi-row insert stored, given the (environment,
+/// `batch_id`) of the rows it returned: a batch without an id is always
+/// stored; of several with the same id, only the first (rows are inserted
+/// in order, the later ones conflict with it).
+pub(crate) fn appended(rows: &[EventBatch], mut stored: Vec<(i64, Option<String>)>) -> Vec<Appended> {
+    rows.iter()
+        .map(|b| {
+            if b.batch_id.is_none() {
+                return Appended::Stored;
+            }
+            match stored
+                .iter()
+                .position(|(env, id)| *env == b.environment_id && *id == b.batch_id)
+            {
+                Some(i) => {
+                    stored.swap_remove(i);
+                    Appended::Stored
+                }
+                None => Appended::Duplicate,
+            }
+        })
+        .collect()
+}
+
 /// One run of the incremental rollup.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RollupProgress {
@@ -197,6 +231,91 @@ pub struct HourRange {
     pub from: i64,
     /// End hour (exclusive).
     pub to: i64,
+}
+
+/// One stored event as [`EventBatchBuilder`] writes it: kind (0 track,
+/// 1 exposure), name (event or flag), unit, variation, value, timestamp
+/// (ms), properties (not needed by the rollup).
+#[derive(serde::Deserialize)]
+struct StoredEvent<'a>(
+    u8,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    Option<f64>,
+    i64,
+    serde::de::IgnoredAny,
+);
+
+/// Key of a `unit_hours` row: (environment, event, hour, unit); event `""`
+/// counts every event of the unit.
+pub(crate) type HourKey<'a> = (i64, Cow<'a, str>, i64, Cow<'a, str>);
+
+/// Key of an `exposures` row: (environment, flag, unit).
+pub(crate) type ExposureKey<'a> = (i64, Cow<'a, str>, Cow<'a, str>);
+
+/// What a run of the rollup adds, aggregated in memory from the batches it
+/// read (each key once), so the database gets one upsert per row instead
+/// of one per event. Strings borrow from the batches' stored text.
+#[derive(Debug, Default)]
+pub(crate) struct RollupDelta<'a> {
+    /// `unit_hours` rows: (event count, Σvalue) to add.
+    pub hours: HashMap<HourKey<'a>, (i64, f64)>,
+    /// `exposures` rows: the earliest (variation, ms) seen.
+    pub exposures: HashMap<ExposureKey<'a>, (Cow<'a, str>, i64)>,
+    /// Events read.
+    pub events: u64,
+}
+
+impl<'a> RollupDelta<'a> {
+    /// Adds the events of one stored batch.
+    pub(crate) fn add_batch(&mut self, environment_id: i64, stored: &'a str) -> Result<()> {
+        let events: Vec<StoredEvent<'a>> =
+            serde_json::from_str(stored).map_err(|e| crate::StoreError::Corrupt(format!("stored event batch: {e}")))?;
+        self.events += events.len() as u64;
+        for StoredEvent(kind, name, unit, variation, value, ts, _) in events {
+            let hour = ts.div_euclid(HOUR_MS);
+            let all = self
+                .hours
+                .entry((environment_id, Cow::Borrowed(""), hour, unit.clone()))
+                .or_default();
+            all.0 += 1;
+            if kind == 0 {
+                let row = self.hours.entry((environment_id, name, hour, unit)).or_default();
+                row.0 += 1;
+                row.1 += value.unwrap_or(0.0);
+            } else {
+                let variation = variation.unwrap_or_default();
+                match self.exposures.entry((environment_id, name, unit)) {
+                    Entry::Occupied(mut o) => {
+                        // The earliest exposure wins; on a tie the first read.
+                        if ts < o.get().1 {
+                            o.insert((variation, ts));
+                        }
+                    }
+                    Entry::Vacant(v) => {
+                        v.insert((variation, ts));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The `unit_hours` rows in primary-key order (so the upserts walk
+    /// the B-tree in order).
+    pub(crate) fn sorted_hours(&self) -> Vec<(&HourKey<'a>, &(i64, f64))> {
+        let mut rows: Vec<_> = self.hours.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        rows
+    }
+
+    /// The `exposures` rows in primary-key order.
+    pub(crate) fn sorted_exposures(&self) -> Vec<(&ExposureKey<'a>, &(Cow<'a, str>, i64))> {
+        let mut rows: Vec<_> = self.exposures.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        rows
+    }
 }
 
 impl Store {
@@ -260,9 +379,42 @@ impl Store {
         bucket_hours: i64,
     ) -> Result<Vec<(i64, UnitSums)>> {
         match &self.backend {
-            Backend::Sqlite(db) => db.metric_series(ws, env, metric, range, bucket_hours).await,
-            Backend::Postgres(db) => db.metric_series(ws, env, metric, range, bucket_hours).await,
+            Backend::Sqlite(db) => db.metric_series(ws, env, metric, range, bucket_hours, 0).await,
+            Backend::Postgres(db) => db.metric_series(ws, env, metric, range, bucket_hours, 0).await,
         }
+    }
+
+    /// [`Store::metric_sums`] over `count` consecutive windows of
+    /// `window_hours` each, the last ending at hour `to` (exclusive),
+    /// oldest first, computed in one pass over the rollups (the metric
+    /// tree's current and previous windows). A window without activity
+    /// has zero sums.
+    pub async fn metric_windows(
+        &self,
+        ws: &str,
+        env: &str,
+        metric: &str,
+        to: i64,
+        window_hours: i64,
+        count: usize,
+    ) -> Result<Vec<UnitSums>> {
+        let window_hours = window_hours.max(1);
+        let from = to - window_hours * count as i64;
+        let range = HourRange { from, to };
+        let rows = match &self.backend {
+            Backend::Sqlite(db) => db.metric_series(ws, env, metric, range, window_hours, from).await?,
+            Backend::Postgres(db) => db.metric_series(ws, env, metric, range, window_hours, from).await?,
+        };
+        let mut out = vec![UnitSums::default(); count];
+        for (start, sums) in rows {
+            if let Some(slot) = usize::try_from((start - from) / window_hours)
+                .ok()
+                .and_then(|i| out.get_mut(i))
+            {
+                *slot = sums;
+            }
+        }
+        Ok(out)
     }
 
     /// Per-unit sums of `metric` per variation of `flag`: the population is

@@ -1,7 +1,8 @@
 //! Event ingestion: `POST /events/v1/batch` with an SDK token.
 //!
-//! Each event is parsed and validated on its own: a batch with bad events
-//! stores the good ones and reports each bad one by index. The answer is
+//! The body is parsed once, envelope and events together, into borrowed
+//! typed fields; each event is then validated on its own: a batch with bad
+//! events stores the good ones and reports each bad one by index. The answer is
 //! 202 only once the batch is durable; 429 with `Retry-After` when the
 //! pipeline is full (see [`crate::events`]).
 
@@ -13,6 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sextant_store::{Appended, EventBatchBuilder, FieldError, TokenGrant};
@@ -42,34 +44,273 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .layer(axum::middleware::from_fn_with_state(state.clone(), super::ofrep::cors))
 }
 
-/// The request envelope; events are parsed one by one afterwards.
+/// The request body, parsed in one pass: the envelope and every event
+/// together, each event into typed, borrowed fields (no copy of the
+/// strings unless they hold escapes). A wrongly typed field does not fail
+/// the parse: it is kept as [`Scalar::Other`] and reported by index when
+/// the event is validated.
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(default, borrow)]
     batch_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    events: Vec<&'a RawValue>,
+    events: Vec<Item<'a>>,
+}
+
+/// One element of `events`: an object (maybe with wrong fields) or
+/// something else, which is reported as such.
+enum Item<'a> {
+    Event(WireEvent<'a>),
+    NotObject(&'static str),
 }
 
 /// One event on the wire: a track or an exposure, told apart by `kind`.
-#[derive(Deserialize)]
+#[derive(Default)]
 struct WireEvent<'a> {
-    #[serde(borrow)]
-    kind: Cow<'a, str>,
-    #[serde(default, borrow)]
-    event: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    flag: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    variation: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    targeting_key: Option<Cow<'a, str>>,
-    #[serde(default)]
-    value: Option<f64>,
-    #[serde(default, borrow)]
-    timestamp: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    kind: Scalar<'a>,
+    event: Scalar<'a>,
+    flag: Scalar<'a>,
+    variation: Scalar<'a>,
+    targeting_key: Scalar<'a>,
+    value: Scalar<'a>,
+    timestamp: Scalar<'a>,
     properties: Option<&'a RawValue>,
+}
+
+/// A field's JSON value as far as validation cares.
+#[derive(Default)]
+enum Scalar<'a> {
+    /// The field is absent.
+    #[default]
+    Missing,
+    /// `null`.
+    Null,
+    Str(Cow<'a, str>),
+    Num(f64),
+    /// Any other JSON type (named for the message).
+    Other(&'static str),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor(std::marker::PhantomData))
+    }
+}
+
+struct ScalarVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for ScalarVisitor<'a> {
+    type Value = Scalar<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::Num(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Scalar::Num(v as f64))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Scalar::Num(v as f64))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Other("a boolean"))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other("an array"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other("an object"))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Item<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ItemVisitor(std::marker::PhantomData))
+    }
+}
+
+struct ItemVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for ItemVisitor<'a> {
+    type Value = Item<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an event object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut e = WireEvent::default();
+        // Keys are matched borrowed; an escaped key (rare) is owned.
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let slot = match key.as_ref() {
+                "kind" => &mut e.kind,
+                "event" => &mut e.event,
+                "flag" => &mut e.flag,
+                "variation" => &mut e.variation,
+                "targeting_key" => &mut e.targeting_key,
+                "value" => &mut e.value,
+                "timestamp" => &mut e.timestamp,
+                "properties" => {
+                    e.properties = Some(map.next_value::<&'de RawValue>()?);
+                    continue;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            *slot = map.next_value()?;
+        }
+        Ok(Item::Event(e))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Item::NotObject("an array"))
+    }
+    fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Self::Value, E> {
+        Ok(Item::NotObject("a string"))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Item::NotObject("a string"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Item::NotObject("a number"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Item::NotObject("a number"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Item::NotObject("a number"))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Item::NotObject("a boolean"))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Item::NotObject("null"))
+    }
+}
+
+/// Parses RFC 3339 timestamps, remembering the last one: the events of a
+/// batch usually share a handful of timestamps, so most are one compare.
+#[derive(Default)]
+struct Timestamps<'a> {
+    last: Option<(&'a str, i64)>,
+}
+
+impl<'a> Timestamps<'a> {
+    fn parse(&mut self, s: &'a str) -> Option<i64> {
+        if let Some((text, ms)) = self.last
+            && text == s
+        {
+            return Some(ms);
+        }
+        let ms = chrono::DateTime::parse_from_rfc3339(s).ok()?.timestamp_millis();
+        self.last = Some((s, ms));
+        Some(ms)
+    }
+}
+
+/// The limits an event is checked against.
+struct Limits {
+    now_ms: i64,
+    oldest_ms: i64,
+}
+
+/// Validates one parsed event into `out`, or says which field is wrong.
+fn add_event<'a>(
+    out: &mut EventBatchBuilder,
+    item: &'a Item<'a>,
+    times: &mut Timestamps<'a>,
+    limits: &Limits,
+) -> Result<(), (&'static str, String)> {
+    let e = match item {
+        Item::Event(e) => e,
+        Item::NotObject(what) => return Err(("", format!("is {what}; an event is an object"))),
+    };
+    let text = |field: &'static str, v: &'a Scalar<'a>| -> Result<&'a str, (&'static str, String)> {
+        match v {
+            Scalar::Missing | Scalar::Null => Err((field, "is required".into())),
+            Scalar::Num(_) => Err((field, "must be a string, not a number".into())),
+            Scalar::Other(what) => Err((field, format!("must be a string, not {what}"))),
+            Scalar::Str(s) if s.is_empty() || s.len() > MAX_NAME || s.chars().any(char::is_control) => {
+                Err((field, format!("must be 1-{MAX_NAME} bytes without control characters")))
+            }
+            Scalar::Str(s) => Ok(s.as_ref()),
+        }
+    };
+    let kind = match &e.kind {
+        Scalar::Str(k) => k.as_ref(),
+        Scalar::Missing | Scalar::Null => return Err(("kind", "is required (track or exposure)".into())),
+        Scalar::Num(_) => return Err(("kind", "must be a string (track or exposure), not a number".into())),
+        Scalar::Other(what) => return Err(("kind", format!("must be a string (track or exposure), not {what}"))),
+    };
+    if kind != "track" && kind != "exposure" {
+        return Err(("kind", format!("`{kind}` is not an event kind (track, exposure)")));
+    }
+    let unit = text("targeting_key", &e.targeting_key)?;
+    let ts = match &e.timestamp {
+        Scalar::Missing | Scalar::Null => return Err(("timestamp", "is required".into())),
+        Scalar::Str(s) => times.parse(s).ok_or_else(|| {
+            (
+                "timestamp",
+                format!("`{s}` is not an RFC 3339 time such as 2026-01-31T12:00:00Z"),
+            )
+        })?,
+        _ => {
+            return Err((
+                "timestamp",
+                "must be an RFC 3339 time string such as 2026-01-31T12:00:00Z".into(),
+            ));
+        }
+    };
+    if ts > limits.now_ms + MAX_FUTURE_MS {
+        return Err(("timestamp", "is more than an hour in the future".into()));
+    }
+    if ts < limits.oldest_ms {
+        return Err(("timestamp", "is older than the event retention".into()));
+    }
+    if kind == "track" {
+        let event = text("event", &e.event)?;
+        let value = match &e.value {
+            Scalar::Missing | Scalar::Null => None,
+            Scalar::Num(v) => Some(*v),
+            Scalar::Str(_) => return Err(("value", "must be a number, not a string".into())),
+            Scalar::Other(what) => return Err(("value", format!("must be a number, not {what}"))),
+        };
+        let properties = match e.properties {
+            None => None,
+            Some(p) if p.get() == "null" => None,
+            Some(p) if !p.get().starts_with('{') => return Err(("properties", "must be an object".into())),
+            Some(p) if p.get().len() > MAX_PROPERTIES => {
+                return Err(("properties", format!("must be at most {MAX_PROPERTIES} bytes of JSON")));
+            }
+            Some(p) => Some(p.get()),
+        };
+        out.track(event, unit, value, ts, properties);
+    } else {
+        let flag = text("flag", &e.flag)?;
+        let variation = text("variation", &e.variation)?;
+        out.exposure(flag, variation, unit, ts);
+    }
+    Ok(())
 }
 
 /// A refused event.
@@ -95,63 +336,6 @@ pub struct BatchAccepted {
     pub duplicate: bool,
     /// Events refused, by index.
     pub rejected: Vec<Rejected>,
-}
-
-/// Validates one event into `out`, or says which field is wrong.
-fn add_event(
-    out: &mut EventBatchBuilder,
-    raw: &RawValue,
-    now_ms: i64,
-    oldest_ms: i64,
-) -> Result<(), (&'static str, String)> {
-    let e: WireEvent<'_> = serde_json::from_str(raw.get()).map_err(|err| ("", err.to_string()))?;
-    let text = |field: &'static str, v: &Option<Cow<'_, str>>| -> Result<String, (&'static str, String)> {
-        match v.as_deref() {
-            None => Err((field, "is required".into())),
-            Some(s) if s.is_empty() || s.len() > MAX_NAME || s.chars().any(char::is_control) => {
-                Err((field, format!("must be 1-{MAX_NAME} bytes without control characters")))
-            }
-            Some(s) => Ok(s.to_owned()),
-        }
-    };
-    let unit = text("targeting_key", &e.targeting_key)?;
-    let ts = e.timestamp.as_deref().ok_or(("timestamp", "is required".to_owned()))?;
-    let ts = chrono::DateTime::parse_from_rfc3339(ts)
-        .map_err(|_| {
-            (
-                "timestamp",
-                format!("`{ts}` is not an RFC 3339 time such as 2026-01-31T12:00:00Z"),
-            )
-        })?
-        .timestamp_millis();
-    if ts > now_ms + MAX_FUTURE_MS {
-        return Err(("timestamp", "is more than an hour in the future".into()));
-    }
-    if ts < oldest_ms {
-        return Err(("timestamp", "is older than the event retention".into()));
-    }
-    match e.kind.as_ref() {
-        "track" => {
-            let event = text("event", &e.event)?;
-            let properties = match e.properties {
-                None => None,
-                Some(p) if p.get() == "null" => None,
-                Some(p) if !p.get().starts_with('{') => return Err(("properties", "must be an object".into())),
-                Some(p) if p.get().len() > MAX_PROPERTIES => {
-                    return Err(("properties", format!("must be at most {MAX_PROPERTIES} bytes of JSON")));
-                }
-                Some(p) => Some(p.get()),
-            };
-            out.track(&event, &unit, e.value, ts, properties);
-        }
-        "exposure" => {
-            let flag = text("flag", &e.flag)?;
-            let variation = text("variation", &e.variation)?;
-            out.exposure(&flag, &variation, &unit, ts);
-        }
-        other => return Err(("kind", format!("`{other}` is not an event kind (track, exposure)"))),
-    }
-    Ok(())
 }
 
 /// Reads and discards up to [`MAX_BODY`] bytes of a body.
@@ -244,10 +428,12 @@ pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Body
 
     let now_ms = chrono::Utc::now().timestamp_millis();
     let oldest_ms = now_ms.saturating_sub(state.config.event_retention.as_millis() as i64);
+    let limits = Limits { now_ms, oldest_ms };
     let mut out = EventBatchBuilder::with_capacity(envelope.events.len());
+    let mut times = Timestamps::default();
     let mut rejected = Vec::new();
-    for (index, raw) in envelope.events.iter().enumerate() {
-        if let Err((field, message)) = add_event(&mut out, raw, now_ms, oldest_ms) {
+    for (index, item) in envelope.events.iter().enumerate() {
+        if let Err((field, message)) = add_event(&mut out, item, &mut times, &limits) {
             let field = if field.is_empty() {
                 format!("/events/{index}")
             } else {

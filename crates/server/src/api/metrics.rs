@@ -237,10 +237,6 @@ pub async fn tree(
             .unwrap_or_else(Utc::now);
     let to = hour_end(at);
     let current = HourRange { from: to - window, to };
-    let previous = HourRange {
-        from: to - 2 * window,
-        to: to - window,
-    };
     let store = &state.store;
     store.get_environment(&ws, &env).await?;
     let metrics = store.list_metrics(&ws).await?;
@@ -249,8 +245,10 @@ pub async fn tree(
     for m in &metrics {
         let key = &m.metric.key;
         let agg = m.metric.aggregation;
-        let cur = value_of(agg, &store.metric_sums(&ws, &env, key, current).await?);
-        let prev = value_of(agg, &store.metric_sums(&ws, &env, key, previous).await?);
+        // Both windows in one pass over the rollups.
+        let sums = store.metric_windows(&ws, &env, key, to, window, 2).await?;
+        let prev = value_of(agg, &sums[0]);
+        let cur = value_of(agg, &sums[1]);
         let (change, trend) = trend(m.metric.good_direction, cur.value, prev.value);
         nodes.insert(
             key.clone(),

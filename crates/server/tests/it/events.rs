@@ -33,10 +33,13 @@ async fn good_events_are_stored_and_bad_ones_reported_by_index() {
         {"kind": "click", "targeting_key": "u1", "timestamp": now()},
         {"kind": "track", "event": "checkout", "timestamp": now()},
         {"kind": "track", "event": "checkout", "targeting_key": "u3", "value": "12", "timestamp": now()},
+        42,
+        {"kind": "track", "event": "checkout", "targeting_key": 7, "timestamp": now()},
+        {"kind": "track", "event": "check\"out", "targeting_key": "u\\4", "timestamp": now(), "extra": [1, {}]},
     ]});
     let r = post_batch(&s, &token, body).await;
     assert_eq!(r.status, 202, "{:?}", r.body);
-    assert_eq!(r.body["accepted"], 2);
+    assert_eq!(r.body["accepted"], 3);
     assert_eq!(r.body["duplicate"], false);
     let rejected: Vec<(u64, &str)> = r.body["rejected"]
         .as_array()
@@ -50,10 +53,12 @@ async fn good_events_are_stored_and_bad_ones_reported_by_index() {
             (1, "/events/1/timestamp"),
             (3, "/events/3/kind"),
             (4, "/events/4/targeting_key"),
-            (5, "/events/5")
+            (5, "/events/5/value"),
+            (6, "/events/6"),
+            (7, "/events/7/targeting_key")
         ]
     );
-    assert_eq!(stored_events(&s).await, 2);
+    assert_eq!(stored_events(&s).await, 3);
 }
 
 #[tokio::test]

@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -106,21 +104,6 @@ async fn a_cycle_or_a_second_north_star_is_a_validation_error() {
     .assert_problem(409, "metric_exists");
 }
 
-/// Polls the tree until `done` holds (the rollup runs in the background).
-async fn tree_until(s: &TestServer, done: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..200 {
-        let r = s
-            .get("/api/v1/metrics/tree?workspace=default&environment=production&window=24h")
-            .await;
-        assert_eq!(r.status, 200, "{:?}", r.body);
-        if done(&r.body) {
-            return r.body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the tree never showed the events");
-}
-
 #[tokio::test]
 async fn new_events_show_up_in_the_tree_series_and_breakdown() {
     let s = TestServer::start().await;
@@ -145,8 +128,15 @@ async fn new_events_show_up_in_the_tree_series_and_breakdown() {
     let r = s.call(Method::POST, "/events/v1/batch", &token, Some(events)).await;
     assert_eq!(r.status, 202, "{:?}", r.body);
 
-    let tree = tree_until(&s, |b| b["north_star"]["current"]["value"] == json!(40.0)).await;
-    let ns = &tree["north_star"];
+    // Ordered by events, not time: the 202 means committed, and the rollup
+    // task announces each run; once it has taken in these 4 events the
+    // tree, series and breakdown must show them.
+    s.state.events.rolled_up(4).await;
+    let tree = s
+        .get("/api/v1/metrics/tree?workspace=default&environment=production&window=24h")
+        .await;
+    assert_eq!(tree.status, 200, "{:?}", tree.body);
+    let ns = &tree.body["north_star"];
     assert_eq!(ns["metric"]["key"], "revenue");
     assert_eq!(ns["current"]["stats"], json!({"n": 2, "sum": 40.0, "sum_sq": 1600.0}));
     assert_eq!(ns["trend"], "unknown");
@@ -175,6 +165,20 @@ async fn new_events_show_up_in_the_tree_series_and_breakdown() {
             {"variation": "on", "value": 40.0, "units": 1, "stats": {"n": 1, "sum": 40.0, "sum_sq": 1600.0}}
         ])
     );
+
+    // A later event is added to the values incrementally.
+    let more = json!({"batch_id": "live-2", "events": [
+        {"kind": "track", "event": "purchase", "targeting_key": "u2", "value": 5.0, "timestamp": now()},
+    ]});
+    let r = s.call(Method::POST, "/events/v1/batch", &token, Some(more)).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    s.state.events.rolled_up(5).await;
+    let tree = s
+        .get("/api/v1/metrics/tree?workspace=default&environment=production&window=24h")
+        .await;
+    assert_eq!(tree.body["north_star"]["current"]["value"], 45.0);
+    assert_eq!(tree.body["north_star"]["children"][0]["current"]["value"], 1.0);
+
     s.get("/api/v1/metrics/tree?window=3w")
         .await
         .assert_problem(400, "query_invalid");

@@ -7,8 +7,13 @@ use sqlx::postgres::{PgConnection, PgRow};
 use super::PgStore;
 use crate::doc::not_found;
 use crate::error::{Kind, Result, StoreError};
-use crate::events::{Appended, EventBatch, EventTotals, HOUR_MS, HourRange, RollupProgress, UnitSums};
+use crate::events::{
+    Appended, EventBatch, EventTotals, HOUR_MS, HourRange, RollupDelta, RollupProgress, UnitSums, appended,
+};
 use crate::metrics::{Aggregation, MetricRecord};
+
+/// Transaction advisory lock of the event rollup ("SEXTROLL").
+const ROLLUP_LOCK: i64 = 0x5345_5854_524F_4C4C;
 
 /// A metric's events and how each becomes a per-unit value.
 struct Plan {
@@ -61,53 +66,141 @@ impl PgStore {
         let received = chrono::Utc::now().timestamp_millis();
         // The write lock orders ids with commits (see the migration).
         let (_guard, mut tx) = self.begin_write().await?;
-        let mut out = Vec::with_capacity(batches.len());
-        for b in batches {
-            let done = sqlx::query(
-                "INSERT INTO event_batches (environment_id, batch_id, received_ms, count, events)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            )
-            .bind(b.environment_id)
-            .bind(&b.batch_id)
-            .bind(received)
-            .bind(b.count as i32)
-            .bind(&b.events)
-            .execute(&mut *tx)
-            .await?;
-            out.push(if done.rows_affected() == 1 {
-                Appended::Stored
-            } else {
-                Appended::Duplicate
-            });
-        }
+        // One multi-row INSERT (column arrays through UNNEST) for the whole
+        // group; RETURNING names the rows stored (a conflicting `batch_id`
+        // is skipped by DO NOTHING).
+        let envs: Vec<i64> = batches.iter().map(|b| b.environment_id).collect();
+        let ids: Vec<Option<&str>> = batches.iter().map(|b| b.batch_id.as_deref()).collect();
+        let counts: Vec<i32> = batches.iter().map(|b| b.count as i32).collect();
+        let events: Vec<&str> = batches.iter().map(|b| b.events.as_str()).collect();
+        let stored = sqlx::query(
+            "INSERT INTO event_batches (environment_id, batch_id, received_ms, count, events)
+             SELECT e, b, $3, c, v FROM UNNEST($1::bigint[], $2::text[], $4::int[], $5::text[]) AS t(e, b, c, v)
+             ON CONFLICT DO NOTHING RETURNING environment_id, batch_id",
+        )
+        .bind(&envs)
+        .bind(&ids)
+        .bind(received)
+        .bind(&counts)
+        .bind(&events)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<Option<String>, _>(1)?)))
+        .collect::<Result<Vec<_>>>()?;
+        let out = appended(batches, stored);
         // synchronous_commit (on by default) makes the commit durable.
         tx.commit().await?;
         Ok(out)
     }
 
     pub(crate) async fn rollup_events(&self, max_batches: i64) -> Result<RollupProgress> {
-        let (_guard, mut tx) = self.begin_write().await?;
+        // Read and aggregate before taking the write lock: stored batches
+        // never change, and appends commit ids in order under the lock, so
+        // a committed id is never followed by a smaller one. The cursor is
+        // checked again under the lock (another replica may have rolled up).
         let last: i64 = sqlx::query("SELECT last_batch FROM event_rollup_state WHERE id = 1")
-            .fetch_one(&mut *tx)
+            .fetch_one(&self.pool)
             .await?
             .try_get(0)?;
-        let row = sqlx::query(
-            "SELECT MAX(id) AS upto, COUNT(*) AS batches, COALESCE(SUM(count), 0)::bigint AS events
-             FROM (SELECT id, count FROM event_batches WHERE id > $1 ORDER BY id LIMIT $2) b",
-        )
-        .bind(last)
-        .bind(max_batches.max(1))
-        .fetch_one(&mut *tx)
-        .await?;
-        let Some(upto) = row.try_get::<Option<i64>, _>("upto")? else {
+        let rows =
+            sqlx::query("SELECT id, environment_id, events FROM event_batches WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(last)
+                .bind(max_batches.max(1))
+                .fetch_all(&self.pool)
+                .await?;
+        let Some(upto) = rows.last().map(|r| r.try_get::<i64, _>("id")).transpose()? else {
             return Ok(RollupProgress {
                 caught_up: true,
                 ..RollupProgress::default()
             });
         };
-        let batches: i64 = row.try_get("batches")?;
-        let events: i64 = row.try_get("events")?;
-        Self::rollup_range(&mut tx, last, upto).await?;
+        let batches: Vec<(i64, String)> = rows
+            .iter()
+            .map(|r| Ok((r.try_get("environment_id")?, r.try_get("events")?)))
+            .collect::<Result<_>>()?;
+        drop(rows);
+        let mut delta = RollupDelta::default();
+        for (env, events) in &batches {
+            delta.add_batch(*env, events)?;
+        }
+        // Column arrays for UNNEST: one statement per table, whatever the size.
+        let hours = delta.sorted_hours();
+        let mut h_env = Vec::with_capacity(hours.len());
+        let mut h_event = Vec::with_capacity(hours.len());
+        let mut h_hour = Vec::with_capacity(hours.len());
+        let mut h_unit = Vec::with_capacity(hours.len());
+        let mut h_count = Vec::with_capacity(hours.len());
+        let mut h_sum = Vec::with_capacity(hours.len());
+        for ((env, event, hour, unit), (count, sum)) in &hours {
+            h_env.push(*env);
+            h_event.push(event.as_ref());
+            h_hour.push(*hour);
+            h_unit.push(unit.as_ref());
+            h_count.push(*count);
+            h_sum.push(*sum);
+        }
+        let exposures = delta.sorted_exposures();
+        let mut x_env = Vec::with_capacity(exposures.len());
+        let mut x_flag = Vec::with_capacity(exposures.len());
+        let mut x_unit = Vec::with_capacity(exposures.len());
+        let mut x_variation = Vec::with_capacity(exposures.len());
+        let mut x_first = Vec::with_capacity(exposures.len());
+        for ((env, flag, unit), (variation, first)) in &exposures {
+            x_env.push(*env);
+            x_flag.push(flag.as_ref());
+            x_unit.push(unit.as_ref());
+            x_variation.push(variation.as_ref());
+            x_first.push(*first);
+        }
+
+        // Not the workspace write lock: the rollup writes only the rollup
+        // tables and its cursor, which no other write reads, so appends
+        // (and admin writes) go on while it upserts. Its own lock keeps
+        // replicas' rollups one at a time.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(ROLLUP_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let now: i64 = sqlx::query("SELECT last_batch FROM event_rollup_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        if now != last {
+            // Another replica rolled these batches up meanwhile: read again.
+            return Ok(RollupProgress::default());
+        }
+        sqlx::query(
+            "INSERT INTO unit_hours (environment_id, event, hour, unit, events, value_sum)
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::float8[])
+             ON CONFLICT (environment_id, event, hour, unit) DO UPDATE
+             SET events = unit_hours.events + excluded.events,
+                 value_sum = unit_hours.value_sum + excluded.value_sum",
+        )
+        .bind(&h_env)
+        .bind(&h_event)
+        .bind(&h_hour)
+        .bind(&h_unit)
+        .bind(&h_count)
+        .bind(&h_sum)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO exposures (environment_id, flag, unit, variation, first_ms)
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+             ON CONFLICT (environment_id, flag, unit) DO UPDATE
+             SET variation = CASE WHEN excluded.first_ms < exposures.first_ms
+                                  THEN excluded.variation ELSE exposures.variation END,
+                 first_ms = LEAST(exposures.first_ms, excluded.first_ms)",
+        )
+        .bind(&x_env)
+        .bind(&x_flag)
+        .bind(&x_unit)
+        .bind(&x_variation)
+        .bind(&x_first)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("UPDATE event_rollup_state SET last_batch = $1 WHERE id = 1")
             .bind(upto)
             .execute(&mut *tx)
@@ -119,49 +212,10 @@ impl PgStore {
             .is_some();
         tx.commit().await?;
         Ok(RollupProgress {
-            batches: batches as u64,
-            events: events as u64,
+            batches: batches.len() as u64,
+            events: delta.events,
             caught_up: !more,
         })
-    }
-
-    /// Expands batches `(after, upto]` once (a CTE PostgreSQL materialises
-    /// because it is read twice) into the exposures and the hourly sums.
-    async fn rollup_range(conn: &mut PgConnection, after: i64, upto: i64) -> Result<()> {
-        sqlx::query(
-            "WITH staged AS MATERIALIZED (
-                 SELECT b.environment_id, (e ->> 0)::int AS kind, e ->> 1 AS name, e ->> 2 AS unit,
-                        e ->> 3 AS variation, (e ->> 4)::float8 AS value, (e ->> 5)::bigint AS ts
-                 FROM event_batches b, jsonb_array_elements(b.events::jsonb) e
-                 WHERE b.id > $1 AND b.id <= $2),
-             exposed AS (
-                 INSERT INTO exposures (environment_id, flag, unit, variation, first_ms)
-                 SELECT DISTINCT ON (environment_id, name, unit) environment_id, name, unit, variation, ts
-                 FROM staged WHERE kind = 1
-                 ORDER BY environment_id, name, unit, ts
-                 ON CONFLICT (environment_id, flag, unit) DO UPDATE
-                 SET variation = CASE WHEN excluded.first_ms < exposures.first_ms
-                                      THEN excluded.variation ELSE exposures.variation END,
-                     first_ms = LEAST(exposures.first_ms, excluded.first_ms)
-                 RETURNING 1)
-             INSERT INTO unit_hours (environment_id, event, hour, unit, events, value_sum)
-             SELECT environment_id, name, ts / $3, unit, COUNT(*), COALESCE(SUM(value), 0)
-             FROM staged WHERE kind = 0
-             GROUP BY environment_id, name, ts / $3, unit
-             UNION ALL
-             SELECT environment_id, '', ts / $3, unit, COUNT(*), 0
-             FROM staged
-             GROUP BY environment_id, ts / $3, unit
-             ON CONFLICT (environment_id, event, hour, unit) DO UPDATE
-             SET events = unit_hours.events + excluded.events,
-                 value_sum = unit_hours.value_sum + excluded.value_sum",
-        )
-        .bind(after)
-        .bind(upto)
-        .bind(HOUR_MS)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
     }
 
     pub(crate) async fn prune_events(&self, before_ms: i64) -> Result<u64> {
@@ -236,7 +290,7 @@ impl PgStore {
     }
 
     pub(crate) async fn metric_sums(&self, ws: &str, env: &str, metric: &str, range: HourRange) -> Result<UnitSums> {
-        let mut series = self.metric_series(ws, env, metric, range, 0).await?;
+        let mut series = self.metric_series(ws, env, metric, range, 0, 0).await?;
         Ok(series.pop().map(|(_, s)| s).unwrap_or_default())
     }
 
@@ -247,6 +301,7 @@ impl PgStore {
         metric: &str,
         range: HourRange,
         bucket_hours: i64,
+        origin: i64,
     ) -> Result<Vec<(i64, UnitSums)>> {
         let mut conn = self.pool.acquire().await?;
         let plan = Self::plan(&mut conn, ws, env, metric).await?;
@@ -254,7 +309,7 @@ impl PgStore {
         let sql = format!(
             "SELECT b, {SUMS}
              FROM (SELECT b, {x}::float8 AS x, {y}::float8 AS y FROM (
-                 SELECT CASE WHEN $6 > 0 THEN hour / $6 ELSE 0 END AS b, unit,
+                 SELECT CASE WHEN $6 > 0 THEN (hour - $7) / $6 ELSE 0 END AS b, unit,
                         COALESCE(SUM(CASE WHEN event = $4 THEN events END), 0)::float8 AS c1,
                         COALESCE(SUM(CASE WHEN event = $4 THEN value_sum END), 0)::float8 AS s1,
                         COALESCE(SUM(CASE WHEN event = $5 THEN events END), 0)::float8 AS c2,
@@ -273,10 +328,11 @@ impl PgStore {
             .bind(&plan.x.0)
             .bind(plan.y_event())
             .bind(bucket_hours.max(0))
+            .bind(origin)
             .fetch_all(&mut *conn)
             .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get::<i64, _>("b")? * bucket_hours, sums_from(row)?)))
+            .map(|row| Ok((origin + row.try_get::<i64, _>("b")? * bucket_hours, sums_from(row)?)))
             .collect()
     }
 

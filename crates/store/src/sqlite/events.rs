@@ -6,7 +6,9 @@ use sqlx::{Connection, Row};
 
 use super::{SqliteStore, not_found};
 use crate::error::{Kind, Result};
-use crate::events::{Appended, EventBatch, EventTotals, HOUR_MS, HourRange, RollupProgress, UnitSums};
+use crate::events::{
+    Appended, EventBatch, EventTotals, HOUR_MS, HourRange, RollupDelta, RollupProgress, UnitSums, appended,
+};
 use crate::metrics::{Aggregation, MetricRecord};
 
 /// What a metric's SQL needs: its event(s) and how each becomes a per-unit value.
@@ -54,6 +56,35 @@ fn sums_from(row: &sqlx::sqlite::SqliteRow) -> Result<UnitSums> {
     })
 }
 
+/// Rows per multi-row upsert (SQLite allows 32,766 bound parameters).
+const ROWS_PER_INSERT: usize = 512;
+
+/// Splits `n` rows into statements of 512, then 32, then 1 row: few
+/// distinct statement texts, so each stays prepared in sqlx's cache.
+fn chunks(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let left = n - at;
+        let size = [ROWS_PER_INSERT, 32, 1].into_iter().find(|s| *s <= left)?;
+        at += size;
+        Some(at - size..at)
+    })
+}
+
+/// `head` + `rows` × `row` (comma separated) + `tail`.
+fn upsert_sql(head: &str, row: &str, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + rows * (row.len() + 1) + tail.len());
+    sql.push_str(head);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(row);
+    }
+    sql.push_str(tail);
+    sql
+}
+
 impl SqliteStore {
     pub(crate) async fn append_event_batches(&self, batches: &[EventBatch]) -> Result<Vec<Appended>> {
         let received = chrono::Utc::now().timestamp_millis();
@@ -66,23 +97,32 @@ impl SqliteStore {
         let result = async {
             let mut tx = conn.begin().await?;
             let mut out = Vec::with_capacity(batches.len());
-            for b in batches {
-                let done = sqlx::query(
-                    "INSERT INTO event_batches (environment_id, batch_id, received_ms, count, events)
-                     VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                )
-                .bind(b.environment_id)
-                .bind(&b.batch_id)
-                .bind(received)
-                .bind(i64::from(b.count))
-                .bind(&b.events)
-                .execute(&mut *tx)
-                .await?;
-                out.push(if done.rows_affected() == 1 {
-                    Appended::Stored
-                } else {
-                    Appended::Duplicate
-                });
+            // Multi-row INSERTs; RETURNING names the rows actually stored
+            // (a conflicting `batch_id` is skipped by DO NOTHING).
+            for chunk in chunks(batches.len()) {
+                let rows = &batches[chunk];
+                let sql = upsert_sql(
+                    "INSERT INTO event_batches (environment_id, batch_id, received_ms, count, events) VALUES ",
+                    "(?,?,?,?,?)",
+                    rows.len(),
+                    " ON CONFLICT DO NOTHING RETURNING environment_id, batch_id",
+                );
+                let mut q = sqlx::query(&sql);
+                for b in rows {
+                    q = q
+                        .bind(b.environment_id)
+                        .bind(&b.batch_id)
+                        .bind(received)
+                        .bind(i64::from(b.count))
+                        .bind(&b.events);
+                }
+                let stored = q
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<Option<String>, _>(1)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                out.extend(appended(rows, stored));
             }
             tx.commit().await?;
             Ok(out)
@@ -93,32 +133,89 @@ impl SqliteStore {
     }
 
     pub(crate) async fn rollup_events(&self, max_batches: i64) -> Result<RollupProgress> {
-        let _guard = self.write.lock().await;
-        // The staging table uses SQLite's default temp store (a temp file
-        // behind the page cache), so a large catch-up does not hold its rows
-        // in process memory.
-        let mut tx = self.pool.begin().await?;
+        // Read and aggregate without the write lock: stored batches never
+        // change and, in WAL mode, reading does not block the writer, so
+        // ingestion commits go on meanwhile. Ids are assigned under the
+        // one writer, so a committed id is never followed by a smaller one.
         let last: i64 = sqlx::query("SELECT last_batch FROM event_rollup_state WHERE id = 1")
-            .fetch_one(&mut *tx)
+            .fetch_one(&self.pool)
             .await?
             .try_get(0)?;
-        let row = sqlx::query(
-            "SELECT MAX(id) AS upto, COUNT(*) AS batches, TOTAL(count) AS events
-             FROM (SELECT id, count FROM event_batches WHERE id > ? ORDER BY id LIMIT ?)",
-        )
-        .bind(last)
-        .bind(max_batches.max(1))
-        .fetch_one(&mut *tx)
-        .await?;
-        let Some(upto) = row.try_get::<Option<i64>, _>("upto")? else {
+        let rows = sqlx::query("SELECT id, environment_id, events FROM event_batches WHERE id > ? ORDER BY id LIMIT ?")
+            .bind(last)
+            .bind(max_batches.max(1))
+            .fetch_all(&self.pool)
+            .await?;
+        let Some(upto) = rows.last().map(|r| r.try_get::<i64, _>("id")).transpose()? else {
             return Ok(RollupProgress {
                 caught_up: true,
                 ..RollupProgress::default()
             });
         };
-        let batches: i64 = row.try_get("batches")?;
-        let events: f64 = row.try_get("events")?;
-        Self::rollup_range(&mut tx, last, upto).await?;
+        let batches: Vec<(i64, String)> = rows
+            .iter()
+            .map(|r| Ok((r.try_get("environment_id")?, r.try_get("events")?)))
+            .collect::<Result<_>>()?;
+        drop(rows);
+        let mut delta = RollupDelta::default();
+        for (env, events) in &batches {
+            delta.add_batch(*env, events)?;
+        }
+        let hours = delta.sorted_hours();
+        let exposures = delta.sorted_exposures();
+
+        let _guard = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let now: i64 = sqlx::query("SELECT last_batch FROM event_rollup_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        if now != last {
+            // Another rollup took these batches meanwhile: read again.
+            return Ok(RollupProgress::default());
+        }
+        for chunk in chunks(hours.len()) {
+            let rows = &hours[chunk];
+            let sql = upsert_sql(
+                "INSERT INTO unit_hours (environment_id, event, hour, unit, events, value_sum) VALUES ",
+                "(?,?,?,?,?,?)",
+                rows.len(),
+                " ON CONFLICT (environment_id, event, hour, unit) DO UPDATE
+                  SET events = events + excluded.events, value_sum = value_sum + excluded.value_sum",
+            );
+            let mut q = sqlx::query(&sql);
+            for ((env, event, hour, unit), (count, sum)) in rows {
+                q = q
+                    .bind(*env)
+                    .bind(event.as_ref())
+                    .bind(*hour)
+                    .bind(unit.as_ref())
+                    .bind(*count)
+                    .bind(*sum);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in chunks(exposures.len()) {
+            let rows = &exposures[chunk];
+            let sql = upsert_sql(
+                "INSERT INTO exposures (environment_id, flag, unit, variation, first_ms) VALUES ",
+                "(?,?,?,?,?)",
+                rows.len(),
+                " ON CONFLICT (environment_id, flag, unit) DO UPDATE
+                  SET variation = CASE WHEN excluded.first_ms < first_ms THEN excluded.variation ELSE variation END,
+                      first_ms = MIN(first_ms, excluded.first_ms)",
+            );
+            let mut q = sqlx::query(&sql);
+            for ((env, flag, unit), (variation, first)) in rows {
+                q = q
+                    .bind(*env)
+                    .bind(flag.as_ref())
+                    .bind(unit.as_ref())
+                    .bind(variation.as_ref())
+                    .bind(*first);
+            }
+            q.execute(&mut *tx).await?;
+        }
         sqlx::query("UPDATE event_rollup_state SET last_batch = ? WHERE id = 1")
             .bind(upto)
             .execute(&mut *tx)
@@ -130,68 +227,10 @@ impl SqliteStore {
             .is_some();
         tx.commit().await?;
         Ok(RollupProgress {
-            batches: batches as u64,
-            events: events as u64,
+            batches: batches.len() as u64,
+            events: delta.events,
             caught_up: !more,
         })
-    }
-
-    /// Expands batches `(after, upto]` once into a temporary table, then
-    /// adds them to the rollups with upserts (counts and sums add up, the
-    /// earliest exposure wins).
-    async fn rollup_range(conn: &mut SqliteConnection, after: i64, upto: i64) -> Result<()> {
-        sqlx::query(
-            "CREATE TEMP TABLE IF NOT EXISTS rollup_staged (
-                 environment_id INTEGER, kind INTEGER, name TEXT, unit TEXT, variation TEXT, value REAL, ts INTEGER)",
-        )
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query("DELETE FROM temp.rollup_staged")
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query(
-            "INSERT INTO temp.rollup_staged (environment_id, kind, name, unit, variation, value, ts)
-             SELECT b.environment_id, e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3,
-                    e.value ->> 4, e.value ->> 5
-             FROM event_batches b, json_each(b.events) e
-             WHERE b.id > ? AND b.id <= ?",
-        )
-        .bind(after)
-        .bind(upto)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "INSERT INTO unit_hours (environment_id, event, hour, unit, events, value_sum)
-             SELECT environment_id, name, ts / ?1, unit, COUNT(*), TOTAL(value)
-             FROM temp.rollup_staged WHERE kind = 0
-             GROUP BY environment_id, name, ts / ?1, unit
-             UNION ALL
-             SELECT environment_id, '', ts / ?1, unit, COUNT(*), 0
-             FROM temp.rollup_staged
-             GROUP BY environment_id, ts / ?1, unit
-             ON CONFLICT (environment_id, event, hour, unit) DO UPDATE
-             SET events = events + excluded.events, value_sum = value_sum + excluded.value_sum",
-        )
-        .bind(HOUR_MS)
-        .execute(&mut *conn)
-        .await?;
-        // A bare column beside MIN() takes its value from the row holding
-        // the minimum (SQLite): the variation of the earliest exposure.
-        sqlx::query(
-            "INSERT INTO exposures (environment_id, flag, unit, variation, first_ms)
-             SELECT environment_id, name, unit, variation, MIN(ts)
-             FROM temp.rollup_staged WHERE kind = 1
-             GROUP BY environment_id, name, unit
-             ON CONFLICT (environment_id, flag, unit) DO UPDATE
-             SET variation = CASE WHEN excluded.first_ms < first_ms THEN excluded.variation ELSE variation END,
-                 first_ms = MIN(first_ms, excluded.first_ms)",
-        )
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query("DELETE FROM temp.rollup_staged")
-            .execute(&mut *conn)
-            .await?;
-        Ok(())
     }
 
     pub(crate) async fn prune_events(&self, before_ms: i64) -> Result<u64> {
@@ -266,11 +305,12 @@ impl SqliteStore {
     }
 
     pub(crate) async fn metric_sums(&self, ws: &str, env: &str, metric: &str, range: HourRange) -> Result<UnitSums> {
-        let mut series = self.metric_series(ws, env, metric, range, 0).await?;
+        let mut series = self.metric_series(ws, env, metric, range, 0, 0).await?;
         Ok(series.pop().map(|(_, s)| s).unwrap_or_default())
     }
 
-    /// `bucket_hours == 0`: one bucket for the whole range.
+    /// `bucket_hours == 0`: one bucket for the whole range; otherwise
+    /// buckets start at `origin` + a multiple of `bucket_hours`.
     pub(crate) async fn metric_series(
         &self,
         ws: &str,
@@ -278,10 +318,11 @@ impl SqliteStore {
         metric: &str,
         range: HourRange,
         bucket_hours: i64,
+        origin: i64,
     ) -> Result<Vec<(i64, UnitSums)>> {
         let mut conn = self.pool.acquire().await?;
         let plan = Self::plan(&mut conn, ws, env, metric).await?;
-        let bucket = if bucket_hours > 0 { "hour / ?6" } else { "0" };
+        let bucket = if bucket_hours > 0 { "(hour - ?7) / ?6" } else { "0" };
         // sql-format: the per-unit expressions and bucket are fixed fragments chosen by aggregation; event names and ranges are bound.
         let sql = format!(
             "SELECT b, COUNT(*) AS n, TOTAL(x) AS sx, TOTAL(x * x) AS sxx, TOTAL(y) AS sy, TOTAL(y * y) AS syy,
@@ -306,10 +347,11 @@ impl SqliteStore {
             .bind(&plan.x.0)
             .bind(plan.y_event())
             .bind(bucket_hours.max(1))
+            .bind(origin)
             .fetch_all(&mut *conn)
             .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get::<i64, _>("b")? * bucket_hours, sums_from(row)?)))
+            .map(|row| Ok((origin + row.try_get::<i64, _>("b")? * bucket_hours, sums_from(row)?)))
             .collect()
     }
 

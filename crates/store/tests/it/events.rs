@@ -122,6 +122,25 @@ async fn metric_sums_are_per_unit_sufficient_statistics(b: Backend) {
         .unwrap();
     let points: Vec<(i64, u64, f64)> = series.iter().map(|(h, s)| (*h, s.n, s.sum)).collect();
     assert_eq!(points, vec![(H, 2, 7.0), (H + 1, 2, 3.0)]);
+
+    // Windows of one hour ending at H + 3: [H, H+1), [H+1, H+2), [H+2, H+3)
+    // in one pass, the same sums as one query per window; the empty one is zero.
+    let windows = s
+        .metric_windows("default", "production", "revenue", H + 3, 1, 3)
+        .await
+        .unwrap();
+    for (i, w) in windows.iter().take(2).enumerate() {
+        let one = HourRange {
+            from: H + i as i64,
+            to: H + i as i64 + 1,
+        };
+        assert_eq!(
+            *w,
+            s.metric_sums("default", "production", "revenue", one).await.unwrap()
+        );
+    }
+    assert_eq!((windows[0].n, windows[0].sum), (2, 7.0));
+    assert_eq!(windows[2], UnitSums::default());
 }
 
 async fn breakdown_counts_each_unit_in_its_first_variation_from_its_exposure_on(b: Backend) {
