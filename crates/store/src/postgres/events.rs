@@ -95,127 +95,130 @@ impl PgStore {
     }
 
     pub(crate) async fn rollup_events(&self, max_batches: i64) -> Result<RollupProgress> {
-        // Read and aggregate before taking the write lock: stored batches
-        // never change, and appends commit ids in order under the lock, so
-        // a committed id is never followed by a smaller one. The cursor is
-        // checked again under the lock (another replica may have rolled up).
-        let last: i64 = sqlx::query("SELECT last_batch FROM event_rollup_state WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?;
-        let rows =
-            sqlx::query("SELECT id, environment_id, events FROM event_batches WHERE id > $1 ORDER BY id LIMIT $2")
-                .bind(last)
-                .bind(max_batches.max(1))
-                .fetch_all(&self.pool)
-                .await?;
-        let Some(upto) = rows.last().map(|r| r.try_get::<i64, _>("id")).transpose()? else {
-            return Ok(RollupProgress {
-                caught_up: true,
-                ..RollupProgress::default()
-            });
-        };
-        let batches: Vec<(i64, String)> = rows
-            .iter()
-            .map(|r| Ok((r.try_get("environment_id")?, r.try_get("events")?)))
-            .collect::<Result<_>>()?;
-        drop(rows);
-        let mut delta = RollupDelta::default();
-        for (env, events) in &batches {
-            delta.add_batch(*env, events)?;
-        }
-        // Column arrays for UNNEST: one statement per table, whatever the size.
-        let hours = delta.sorted_hours();
-        let mut h_env = Vec::with_capacity(hours.len());
-        let mut h_event = Vec::with_capacity(hours.len());
-        let mut h_hour = Vec::with_capacity(hours.len());
-        let mut h_unit = Vec::with_capacity(hours.len());
-        let mut h_count = Vec::with_capacity(hours.len());
-        let mut h_sum = Vec::with_capacity(hours.len());
-        for ((env, event, hour, unit), (count, sum)) in &hours {
-            h_env.push(*env);
-            h_event.push(event.as_ref());
-            h_hour.push(*hour);
-            h_unit.push(unit.as_ref());
-            h_count.push(*count);
-            h_sum.push(*sum);
-        }
-        let exposures = delta.sorted_exposures();
-        let mut x_env = Vec::with_capacity(exposures.len());
-        let mut x_flag = Vec::with_capacity(exposures.len());
-        let mut x_unit = Vec::with_capacity(exposures.len());
-        let mut x_variation = Vec::with_capacity(exposures.len());
-        let mut x_first = Vec::with_capacity(exposures.len());
-        for ((env, flag, unit), (variation, first)) in &exposures {
-            x_env.push(*env);
-            x_flag.push(flag.as_ref());
-            x_unit.push(unit.as_ref());
-            x_variation.push(variation.as_ref());
-            x_first.push(*first);
-        }
+        loop {
+            // Read and aggregate before taking the write lock: stored batches
+            // never change, and appends commit ids in order under the lock, so
+            // a committed id is never followed by a smaller one. The cursor is
+            // checked again under the lock (another replica may have rolled up).
+            let last: i64 = sqlx::query("SELECT last_batch FROM event_rollup_state WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?;
+            let rows =
+                sqlx::query("SELECT id, environment_id, events FROM event_batches WHERE id > $1 ORDER BY id LIMIT $2")
+                    .bind(last)
+                    .bind(max_batches.max(1))
+                    .fetch_all(&self.pool)
+                    .await?;
+            let Some(upto) = rows.last().map(|r| r.try_get::<i64, _>("id")).transpose()? else {
+                return Ok(RollupProgress {
+                    caught_up: true,
+                    ..RollupProgress::default()
+                });
+            };
+            let batches: Vec<(i64, String)> = rows
+                .iter()
+                .map(|r| Ok((r.try_get("environment_id")?, r.try_get("events")?)))
+                .collect::<Result<_>>()?;
+            drop(rows);
+            let mut delta = RollupDelta::default();
+            for (env, events) in &batches {
+                delta.add_batch(*env, events)?;
+            }
+            // Column arrays for UNNEST: one statement per table, whatever the size.
+            let hours = delta.sorted_hours();
+            let mut h_env = Vec::with_capacity(hours.len());
+            let mut h_event = Vec::with_capacity(hours.len());
+            let mut h_hour = Vec::with_capacity(hours.len());
+            let mut h_unit = Vec::with_capacity(hours.len());
+            let mut h_count = Vec::with_capacity(hours.len());
+            let mut h_sum = Vec::with_capacity(hours.len());
+            for ((env, event, hour, unit), (count, sum)) in &hours {
+                h_env.push(*env);
+                h_event.push(event.as_ref());
+                h_hour.push(*hour);
+                h_unit.push(unit.as_ref());
+                h_count.push(*count);
+                h_sum.push(*sum);
+            }
+            let exposures = delta.sorted_exposures();
+            let mut x_env = Vec::with_capacity(exposures.len());
+            let mut x_flag = Vec::with_capacity(exposures.len());
+            let mut x_unit = Vec::with_capacity(exposures.len());
+            let mut x_variation = Vec::with_capacity(exposures.len());
+            let mut x_first = Vec::with_capacity(exposures.len());
+            for ((env, flag, unit), (variation, first)) in &exposures {
+                x_env.push(*env);
+                x_flag.push(flag.as_ref());
+                x_unit.push(unit.as_ref());
+                x_variation.push(variation.as_ref());
+                x_first.push(*first);
+            }
 
-        // Not the workspace write lock: the rollup writes only the rollup
-        // tables and its cursor, which no other write reads, so appends
-        // (and admin writes) go on while it upserts. Its own lock keeps
-        // replicas' rollups one at a time.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(ROLLUP_LOCK)
+            // Not the workspace write lock: the rollup writes only the rollup
+            // tables and its cursor, which no other write reads, so appends
+            // (and admin writes) go on while it upserts. Its own lock keeps
+            // replicas' rollups one at a time.
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(ROLLUP_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            let now: i64 = sqlx::query("SELECT last_batch FROM event_rollup_state WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            if now != last {
+                // Another replica rolled these batches up meanwhile: read again (the lock is
+                // released first).
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO unit_hours (environment_id, event, hour, unit, events, value_sum)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::float8[])
+                 ON CONFLICT (environment_id, event, hour, unit) DO UPDATE
+                 SET events = unit_hours.events + excluded.events,
+                     value_sum = unit_hours.value_sum + excluded.value_sum",
+            )
+            .bind(&h_env)
+            .bind(&h_event)
+            .bind(&h_hour)
+            .bind(&h_unit)
+            .bind(&h_count)
+            .bind(&h_sum)
             .execute(&mut *tx)
             .await?;
-        let now: i64 = sqlx::query("SELECT last_batch FROM event_rollup_state WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        if now != last {
-            // Another replica rolled these batches up meanwhile: read again.
-            return Ok(RollupProgress::default());
+            sqlx::query(
+                "INSERT INTO exposures (environment_id, flag, unit, variation, first_ms)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+                 ON CONFLICT (environment_id, flag, unit) DO UPDATE
+                 SET variation = CASE WHEN excluded.first_ms < exposures.first_ms
+                                      THEN excluded.variation ELSE exposures.variation END,
+                     first_ms = LEAST(exposures.first_ms, excluded.first_ms)",
+            )
+            .bind(&x_env)
+            .bind(&x_flag)
+            .bind(&x_unit)
+            .bind(&x_variation)
+            .bind(&x_first)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE event_rollup_state SET last_batch = $1 WHERE id = 1")
+                .bind(upto)
+                .execute(&mut *tx)
+                .await?;
+            let more = sqlx::query("SELECT 1 FROM event_batches WHERE id > $1 LIMIT 1")
+                .bind(upto)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            tx.commit().await?;
+            return Ok(RollupProgress {
+                batches: batches.len() as u64,
+                events: delta.events,
+                caught_up: !more,
+            });
         }
-        sqlx::query(
-            "INSERT INTO unit_hours (environment_id, event, hour, unit, events, value_sum)
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::float8[])
-             ON CONFLICT (environment_id, event, hour, unit) DO UPDATE
-             SET events = unit_hours.events + excluded.events,
-                 value_sum = unit_hours.value_sum + excluded.value_sum",
-        )
-        .bind(&h_env)
-        .bind(&h_event)
-        .bind(&h_hour)
-        .bind(&h_unit)
-        .bind(&h_count)
-        .bind(&h_sum)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO exposures (environment_id, flag, unit, variation, first_ms)
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[])
-             ON CONFLICT (environment_id, flag, unit) DO UPDATE
-             SET variation = CASE WHEN excluded.first_ms < exposures.first_ms
-                                  THEN excluded.variation ELSE exposures.variation END,
-                 first_ms = LEAST(exposures.first_ms, excluded.first_ms)",
-        )
-        .bind(&x_env)
-        .bind(&x_flag)
-        .bind(&x_unit)
-        .bind(&x_variation)
-        .bind(&x_first)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE event_rollup_state SET last_batch = $1 WHERE id = 1")
-            .bind(upto)
-            .execute(&mut *tx)
-            .await?;
-        let more = sqlx::query("SELECT 1 FROM event_batches WHERE id > $1 LIMIT 1")
-            .bind(upto)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        tx.commit().await?;
-        Ok(RollupProgress {
-            batches: batches.len() as u64,
-            events: delta.events,
-            caught_up: !more,
-        })
     }
 
     pub(crate) async fn prune_events(&self, before_ms: i64) -> Result<u64> {

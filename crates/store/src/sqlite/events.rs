@@ -133,104 +133,108 @@ impl SqliteStore {
     }
 
     pub(crate) async fn rollup_events(&self, max_batches: i64) -> Result<RollupProgress> {
-        // Read and aggregate without the write lock: stored batches never
-        // change and, in WAL mode, reading does not block the writer, so
-        // ingestion commits go on meanwhile. Ids are assigned under the
-        // one writer, so a committed id is never followed by a smaller one.
-        let last: i64 = sqlx::query("SELECT last_batch FROM event_rollup_state WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?;
-        let rows = sqlx::query("SELECT id, environment_id, events FROM event_batches WHERE id > ? ORDER BY id LIMIT ?")
-            .bind(last)
-            .bind(max_batches.max(1))
-            .fetch_all(&self.pool)
-            .await?;
-        let Some(upto) = rows.last().map(|r| r.try_get::<i64, _>("id")).transpose()? else {
-            return Ok(RollupProgress {
-                caught_up: true,
-                ..RollupProgress::default()
-            });
-        };
-        let batches: Vec<(i64, String)> = rows
-            .iter()
-            .map(|r| Ok((r.try_get("environment_id")?, r.try_get("events")?)))
-            .collect::<Result<_>>()?;
-        drop(rows);
-        let mut delta = RollupDelta::default();
-        for (env, events) in &batches {
-            delta.add_batch(*env, events)?;
-        }
-        let hours = delta.sorted_hours();
-        let exposures = delta.sorted_exposures();
+        loop {
+            // Read and aggregate without the write lock: stored batches never
+            // change and, in WAL mode, reading does not block the writer, so
+            // ingestion commits go on meanwhile. Ids are assigned under the
+            // one writer, so a committed id is never followed by a smaller one.
+            let last: i64 = sqlx::query("SELECT last_batch FROM event_rollup_state WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?;
+            let rows =
+                sqlx::query("SELECT id, environment_id, events FROM event_batches WHERE id > ? ORDER BY id LIMIT ?")
+                    .bind(last)
+                    .bind(max_batches.max(1))
+                    .fetch_all(&self.pool)
+                    .await?;
+            let Some(upto) = rows.last().map(|r| r.try_get::<i64, _>("id")).transpose()? else {
+                return Ok(RollupProgress {
+                    caught_up: true,
+                    ..RollupProgress::default()
+                });
+            };
+            let batches: Vec<(i64, String)> = rows
+                .iter()
+                .map(|r| Ok((r.try_get("environment_id")?, r.try_get("events")?)))
+                .collect::<Result<_>>()?;
+            drop(rows);
+            let mut delta = RollupDelta::default();
+            for (env, events) in &batches {
+                delta.add_batch(*env, events)?;
+            }
+            let hours = delta.sorted_hours();
+            let exposures = delta.sorted_exposures();
 
-        let _guard = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let now: i64 = sqlx::query("SELECT last_batch FROM event_rollup_state WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        if now != last {
-            // Another rollup took these batches meanwhile: read again.
-            return Ok(RollupProgress::default());
-        }
-        for chunk in chunks(hours.len()) {
-            let rows = &hours[chunk];
-            let sql = upsert_sql(
-                "INSERT INTO unit_hours (environment_id, event, hour, unit, events, value_sum) VALUES ",
-                "(?,?,?,?,?,?)",
-                rows.len(),
-                " ON CONFLICT (environment_id, event, hour, unit) DO UPDATE
-                  SET events = events + excluded.events, value_sum = value_sum + excluded.value_sum",
-            );
-            let mut q = sqlx::query(&sql);
-            for ((env, event, hour, unit), (count, sum)) in rows {
-                q = q
-                    .bind(*env)
-                    .bind(event.as_ref())
-                    .bind(*hour)
-                    .bind(unit.as_ref())
-                    .bind(*count)
-                    .bind(*sum);
+            let _guard = self.write.lock().await;
+            let mut tx = self.pool.begin().await?;
+            let now: i64 = sqlx::query("SELECT last_batch FROM event_rollup_state WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            if now != last {
+                // Another rollup took these batches meanwhile: read again (the lock is
+                // released first).
+                continue;
             }
-            q.execute(&mut *tx).await?;
-        }
-        for chunk in chunks(exposures.len()) {
-            let rows = &exposures[chunk];
-            let sql = upsert_sql(
-                "INSERT INTO exposures (environment_id, flag, unit, variation, first_ms) VALUES ",
-                "(?,?,?,?,?)",
-                rows.len(),
-                " ON CONFLICT (environment_id, flag, unit) DO UPDATE
-                  SET variation = CASE WHEN excluded.first_ms < first_ms THEN excluded.variation ELSE variation END,
-                      first_ms = MIN(first_ms, excluded.first_ms)",
-            );
-            let mut q = sqlx::query(&sql);
-            for ((env, flag, unit), (variation, first)) in rows {
-                q = q
-                    .bind(*env)
-                    .bind(flag.as_ref())
-                    .bind(unit.as_ref())
-                    .bind(variation.as_ref())
-                    .bind(*first);
+            for chunk in chunks(hours.len()) {
+                let rows = &hours[chunk];
+                let sql = upsert_sql(
+                    "INSERT INTO unit_hours (environment_id, event, hour, unit, events, value_sum) VALUES ",
+                    "(?,?,?,?,?,?)",
+                    rows.len(),
+                    " ON CONFLICT (environment_id, event, hour, unit) DO UPDATE
+                      SET events = events + excluded.events, value_sum = value_sum + excluded.value_sum",
+                );
+                let mut q = sqlx::query(&sql);
+                for ((env, event, hour, unit), (count, sum)) in rows {
+                    q = q
+                        .bind(*env)
+                        .bind(event.as_ref())
+                        .bind(*hour)
+                        .bind(unit.as_ref())
+                        .bind(*count)
+                        .bind(*sum);
+                }
+                q.execute(&mut *tx).await?;
             }
-            q.execute(&mut *tx).await?;
+            for chunk in chunks(exposures.len()) {
+                let rows = &exposures[chunk];
+                let sql = upsert_sql(
+                    "INSERT INTO exposures (environment_id, flag, unit, variation, first_ms) VALUES ",
+                    "(?,?,?,?,?)",
+                    rows.len(),
+                    " ON CONFLICT (environment_id, flag, unit) DO UPDATE
+                      SET variation = CASE WHEN excluded.first_ms < first_ms THEN excluded.variation ELSE variation END,
+                          first_ms = MIN(first_ms, excluded.first_ms)",
+                );
+                let mut q = sqlx::query(&sql);
+                for ((env, flag, unit), (variation, first)) in rows {
+                    q = q
+                        .bind(*env)
+                        .bind(flag.as_ref())
+                        .bind(unit.as_ref())
+                        .bind(variation.as_ref())
+                        .bind(*first);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            sqlx::query("UPDATE event_rollup_state SET last_batch = ? WHERE id = 1")
+                .bind(upto)
+                .execute(&mut *tx)
+                .await?;
+            let more = sqlx::query("SELECT 1 FROM event_batches WHERE id > ? LIMIT 1")
+                .bind(upto)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            tx.commit().await?;
+            return Ok(RollupProgress {
+                batches: batches.len() as u64,
+                events: delta.events,
+                caught_up: !more,
+            });
         }
-        sqlx::query("UPDATE event_rollup_state SET last_batch = ? WHERE id = 1")
-            .bind(upto)
-            .execute(&mut *tx)
-            .await?;
-        let more = sqlx::query("SELECT 1 FROM event_batches WHERE id > ? LIMIT 1")
-            .bind(upto)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        tx.commit().await?;
-        Ok(RollupProgress {
-            batches: batches.len() as u64,
-            events: delta.events,
-            caught_up: !more,
-        })
     }
 
     pub(crate) async fn prune_events(&self, before_ms: i64) -> Result<u64> {
