@@ -125,8 +125,8 @@ pub fn segment(args: SegmentArgs) -> Result<ExitCode> {
                 if as_json {
                     json(&s)?;
                 } else {
-                    println!("# version {}", s.version);
-                    print!("{}", serde_norway::to_string(&s.segment)?);
+                    outln!("# version {}", s.version);
+                    out!("{}", serde_norway::to_string(&s.segment)?);
                 }
             }
             SegmentCommand::Create(input) => {
@@ -184,7 +184,7 @@ fn done<T: serde::Serialize>(as_json: bool, value: &T, message: &str) -> Result<
     if as_json {
         json(value)
     } else {
-        println!("{message}");
+        outln!("{message}");
         Ok(())
     }
 }
@@ -280,7 +280,7 @@ pub fn token(args: TokenArgs) -> Result<ExitCode> {
                 if as_json {
                     json(&created)?;
                 } else {
-                    println!(
+                    outln!(
                         "created {} token {} (id {}). It is shown only this once; store it now:\n\n    {}\n",
                         created["kind"].as_str().unwrap_or_default(),
                         created["name"].as_str().unwrap_or_default(),

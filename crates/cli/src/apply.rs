@@ -688,9 +688,9 @@ async fn run_plan(
 ) -> Result<ExitCode> {
     if !as_json {
         if !plan.steps.is_empty() {
-            println!("Changes to workspace `{}`:", client.workspace);
+            outln!("Changes to workspace `{}`:", client.workspace);
         }
-        print!("{}", plan.render(allow_delete));
+        out!("{}", plan.render(allow_delete));
     }
     if dry_run || plan.steps.is_empty() {
         if as_json {
@@ -705,7 +705,7 @@ async fn run_plan(
                 "requested": outcome.requested}),
         )?;
     } else {
-        println!(
+        outln!(
             "Applied {} change{}.",
             outcome.applied,
             if outcome.applied == 1 { "" } else { "s" }
@@ -798,7 +798,7 @@ pub fn import(args: ImportArgs) -> Result<ExitCode> {
     let as_json = args.remote.json;
     block_on(async move {
         if !as_json {
-            println!(
+            outln!(
                 "Importing {} flag{} and {} segment{} ({format}) from {}",
                 doc.flags.len(),
                 if doc.flags.len() == 1 { "" } else { "s" },
@@ -892,7 +892,7 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
                     path.display()
                 );
             }
-            None => print!("{text}"),
+            None => out!("{text}"),
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -79,7 +79,7 @@ pub fn run(args: ChangeArgs) -> Result<ExitCode> {
                     print_json(&reply.body["items"])?;
                 } else {
                     for r in reply.body["items"].as_array().into_iter().flatten() {
-                        println!("{}", describe(r));
+                        outln!("{}", describe(r));
                     }
                 }
                 return Ok(ExitCode::SUCCESS);
@@ -95,7 +95,7 @@ pub fn run(args: ChangeArgs) -> Result<ExitCode> {
         if as_json {
             print_json(&reply.body)?;
         } else {
-            println!("{}", describe(&reply.body));
+            outln!("{}", describe(&reply.body));
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -230,11 +230,12 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         if as_json {
             crate::output::json(&outcome)?;
         } else if outcome.applied == 0 {
-            println!("The demo is already loaded in workspace `{}`.", client.workspace);
+            outln!("The demo is already loaded in workspace `{}`.", client.workspace);
         } else {
-            println!(
+            outln!(
                 "Loaded the demo into workspace `{}` ({} changes). Try `sextant flag list`.",
-                client.workspace, outcome.applied
+                client.workspace,
+                outcome.applied
             );
         }
         Ok(ExitCode::SUCCESS)
@@ -267,8 +268,8 @@ fn simulate(args: &DemoArgs) -> Result<ExitCode> {
                 s.percent.to_string(),
             ]);
         }
-        print!("{}", t.render());
-        println!(
+        out!("{}", t.render());
+        outln!(
             "\n{} treatment, seed {}: {} users, {} events; the rollout is {} at {}%.",
             match report.treatment {
                 Treatment::Healthy => "healthy",
@@ -281,7 +282,7 @@ fn simulate(args: &DemoArgs) -> Result<ExitCode> {
             report.percent
         );
         if let Some(why) = &report.reason {
-            println!("{why}");
+            outln!("{why}");
         }
         Ok(ExitCode::SUCCESS)
     })

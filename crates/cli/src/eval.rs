@@ -49,7 +49,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         "rule": r.rule,
         "inExperiment": r.in_experiment,
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(if r.error.is_some() {
         ExitCode::from(2)
     } else {

@@ -137,10 +137,10 @@ pub fn run(args: ExperimentArgs) -> Result<ExitCode> {
         if args.remote.json {
             json(&reply.body)?;
         } else if let ExperimentCommand::Results { .. } = args.command {
-            print!("{}", results_table(&reply.body));
+            out!("{}", results_table(&reply.body));
         } else {
             let e = &reply.body;
-            println!(
+            outln!(
                 "experiment `{}`: {}",
                 e["definition"]["key"].as_str().unwrap_or("?"),
                 e["status"].as_str().unwrap_or("?")

@@ -198,7 +198,7 @@ pub fn run(args: FlagArgs) -> Result<ExitCode> {
                 if as_json {
                     json(&f)?;
                 } else {
-                    print!("{}", describe(&f));
+                    out!("{}", describe(&f));
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -241,9 +241,10 @@ pub fn run(args: FlagArgs) -> Result<ExitCode> {
                     if as_json {
                         json(&reply.body)?;
                     } else {
-                        println!(
+                        outln!(
                             "requested deletion of flag {key}: change request {} awaits approval by another person with the product or admin role\n  hint: sextant change approve {}",
-                            reply.body["id"], reply.body["id"]
+                            reply.body["id"],
+                            reply.body["id"]
                         );
                     }
                     return Ok(ExitCode::from(exit::PENDING));
@@ -251,7 +252,7 @@ pub fn run(args: FlagArgs) -> Result<ExitCode> {
                 if as_json {
                     json(&json!({"deleted": key}))?;
                 } else {
-                    println!("deleted flag {key}");
+                    outln!("deleted flag {key}");
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -267,7 +268,7 @@ fn report(f: &FlagView, as_json: bool, message: &str) -> Result<ExitCode> {
     if as_json {
         json(f)?;
     } else {
-        println!("{message} (version {})", f.version);
+        outln!("{message} (version {})", f.version);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -370,12 +371,12 @@ async fn create(client: &Client, c: CreateArgs, as_json: bool) -> Result<ExitCod
     if as_json {
         json(&f)?;
     } else {
-        println!(
+        outln!(
             "created flag {} ({}), off in every environment",
             f.key,
             f.flag.kind.as_str()
         );
-        println!("turn it on with: sextant flag toggle {} on --env ENVIRONMENT", f.key);
+        outln!("turn it on with: sextant flag toggle {} on --env ENVIRONMENT", f.key);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -648,8 +649,8 @@ async fn kill(
     match (last, as_json) {
         (Some(f), true) => json(&f)?,
         (None, true) => json(&client.flag(key).await?)?,
-        (_, false) if envs.is_empty() => println!("{key} is already off everywhere"),
-        (_, false) => println!("killed {key} in {}: it now serves its off variation", envs.join(", ")),
+        (_, false) if envs.is_empty() => outln!("{key} is already off everywhere"),
+        (_, false) => outln!("killed {key} in {}: it now serves its off variation", envs.join(", ")),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -669,8 +670,8 @@ async fn rules(
             json(&t)?;
         } else {
             match t {
-                None => println!("{key} has no targeting in {env} (it serves nothing there)"),
-                Some(t) => print!("{}", serde_norway::to_string(t)?),
+                None => outln!("{key} has no targeting in {env} (it serves nothing there)"),
+                Some(t) => out!("{}", serde_norway::to_string(t)?),
             }
         }
         return Ok(ExitCode::SUCCESS);
@@ -904,7 +905,7 @@ pub fn rollout(args: RolloutArgs) -> Result<ExitCode> {
                                 .collect()
                         })
                         .unwrap_or_default();
-                    println!(
+                    outln!(
                         "rollout plan for {} in {}: {} ({})\nstart it with: sextant rollout start {} --env {}",
                         a.target.key,
                         a.target.env,
@@ -1030,9 +1031,13 @@ async fn plan_action(client: &Client, path: &[String], t: &PlanTarget, as_json: 
         return json(&p);
     }
     let row = plan_row(&p);
-    println!(
+    outln!(
         "rollout of {} in {} is {} (stage {}, {} of units)",
-        t.key, t.env, row[2], row[3], row[4]
+        t.key,
+        t.env,
+        row[2],
+        row[3],
+        row[4]
     );
     Ok(())
 }

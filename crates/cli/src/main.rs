@@ -17,6 +17,25 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `print!` to standard output that ends the process quietly (exit 0) when
+/// the reader has gone away, as in `sextant flag list | head -1`, instead of
+/// panicking like `print!` does on a broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// [`out!`] with a trailing newline (`println!` without the broken-pipe panic).
+macro_rules! outln {
+    () => {
+        $crate::output::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod admin;
 mod apply;
 mod change;
@@ -186,7 +205,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export(args) => apply::export(args),
         Command::Demo(args) => demo::run(args),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "sextant", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "sextant", &mut script);
+            out!("{}", String::from_utf8_lossy(&script));
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { out_dir } => {
@@ -198,7 +219,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         .with_context(|| format!("cannot write into {}", dir.display()))?;
                     eprintln!("wrote man pages to {}", dir.display());
                 }
-                None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?,
+                None => {
+                    let mut page = Vec::new();
+                    clap_mangen::Man::new(cmd).render(&mut page)?;
+                    out!("{}", String::from_utf8_lossy(&page));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

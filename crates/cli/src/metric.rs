@@ -140,7 +140,7 @@ pub fn metric(args: MetricArgs) -> Result<ExitCode> {
                 if args.remote.json {
                     json(&reply.body)?;
                 } else {
-                    println!("added metric `{}`", m.key);
+                    outln!("added metric `{}`", m.key);
                 }
             }
             MetricCommand::List => {
@@ -177,7 +177,7 @@ pub fn metric(args: MetricArgs) -> Result<ExitCode> {
                     return json(&reply.body).map(|_| ExitCode::SUCCESS);
                 }
                 let tree = &reply.body;
-                println!(
+                outln!(
                     "{} / {}: {} to {}",
                     client.workspace,
                     environment,
@@ -186,7 +186,7 @@ pub fn metric(args: MetricArgs) -> Result<ExitCode> {
                 );
                 match tree.get("north_star").filter(|n| !n.is_null()) {
                     Some(root) => print_node(root, 0),
-                    None => println!("no metrics yet"),
+                    None => outln!("no metrics yet"),
                 }
             }
         }
@@ -205,7 +205,7 @@ fn print_node(node: &Value, depth: usize) {
         .map(|c| format!(" ({:+.1}%)", c * 100.0))
         .unwrap_or_default();
     let star = if m["north_star"] == true { "★ " } else { "" };
-    println!(
+    outln!(
         "{}{star}{} = {value}{unit}{change} {}",
         "  ".repeat(depth),
         m["key"].as_str().unwrap_or("?"),
@@ -270,7 +270,7 @@ pub fn track(args: TrackArgs) -> Result<ExitCode> {
         if let Some(r) = reply.body["rejected"].as_array().and_then(|r| r.first()) {
             anyhow::bail!("the event was refused: {}: {}", r["field"], r["message"]);
         }
-        println!("tracked `{}` for `{}`", args.event, args.unit);
+        outln!("tracked `{}` for `{}`", args.event, args.unit);
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::exit;
+
 /// A table printed with columns aligned on the widest cell.
 pub struct Table {
     headers: Vec<String>,
@@ -53,16 +55,31 @@ impl Table {
     /// Prints the table, or a note when it has no rows.
     pub fn print(&self, empty: &str) {
         if self.rows.is_empty() {
-            println!("{empty}");
+            outln!("{empty}");
         } else {
-            print!("{}", self.render());
+            out!("{}", self.render());
         }
+    }
+}
+
+/// Writes to standard output; a closed pipe ends the process with exit 0
+/// (the reader has what it wanted), any other write error with
+/// [`exit::FAILURE`] and a message. Used through `out!` / `outln!`.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(i32::from(exit::OK));
+        }
+        eprintln!("error: cannot write to standard output: {err}");
+        std::process::exit(i32::from(exit::FAILURE));
     }
 }
 
 /// Prints `value` as pretty JSON.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

@@ -238,7 +238,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("cannot open the database `{url}`"))?;
         if let Some(token) = store.bootstrap(settings.admin_token.as_deref()).await? {
-            println!(
+            outln!(
                 "Created the first admin token. It is shown only this once; store it now:\n\n    {token}\n\nThe CLI reads it from SEXTANT_TOKEN:  export SEXTANT_TOKEN={token}\n"
             );
         }
@@ -292,8 +292,8 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             }
             .await;
             match loaded {
-                Ok(o) if o.applied == 0 => println!("Demo workspace already loaded (workspace `default`)."),
-                Ok(o) => println!("Loaded the demo workspace: {} changes in workspace `default`.", o.applied),
+                Ok(o) if o.applied == 0 => outln!("Demo workspace already loaded (workspace `default`)."),
+                Ok(o) => outln!("Loaded the demo workspace: {} changes in workspace `default`.", o.applied),
                 Err(e) => {
                     let _ = stop.send(());
                     let _ = server.await;
@@ -301,7 +301,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
                 }
             }
         }
-        println!("sextant listening on http://{addr}");
+        outln!("sextant listening on http://{addr}");
         tracing::info!(%addr, database = %url, "serving");
         server.await.context("the server task failed")??;
         drop(stop);
@@ -321,12 +321,12 @@ pub fn audit(args: AuditArgs) -> Result<ExitCode> {
             let report = store.verify_audit().await?;
             store.close().await;
             if report.ok {
-                println!("audit log OK: {} entries, chain intact", report.entries);
+                outln!("audit log OK: {} entries, chain intact", report.entries);
                 Ok(ExitCode::SUCCESS)
             } else {
-                println!("audit log BROKEN: {} entries checked", report.entries);
+                outln!("audit log BROKEN: {} entries checked", report.entries);
                 for p in &report.problems {
-                    println!("  entry {}: {}", p.seq, p.problem);
+                    outln!("  entry {}: {}", p.seq, p.problem);
                 }
                 Ok(ExitCode::from(1))
             }

@@ -164,3 +164,27 @@ fn completions_and_the_man_page_are_generated_from_the_command_line() {
         help.stdout
     );
 }
+
+#[test]
+fn a_reader_that_closes_the_pipe_early_ends_the_command_quietly_not_with_a_panic() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::{Command, Stdio};
+
+    // The bash completion script is larger than a pipe's buffer, so the
+    // writer is still writing when the reader goes away (`… | head -1`).
+    let mut child = Command::new(crate::support::BIN)
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sextant");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read the first line");
+    assert!(first.starts_with("_sextant"), "{first}");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
