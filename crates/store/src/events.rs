@@ -490,6 +490,68 @@ mod tests {
     }
 
     #[test]
+    fn the_rollup_delta_sums_per_unit_event_and_hour_and_keeps_the_earliest_exposure() {
+        let mut b = EventBatchBuilder::default();
+        b.track("buy", "u1", Some(2.0), HOUR_MS + 5, None);
+        b.track("buy", "u1", Some(3.0), HOUR_MS + 9, Some(r#"{"a":1}"#));
+        b.track("buy", "u\"2", None, 2 * HOUR_MS, None);
+        b.exposure("f", "on", "u1", 50);
+        b.exposure("f", "off", "u1", 10);
+        b.exposure("f", "late", "u1", 10);
+        let batch = b.finish(7, None);
+        let mut delta = RollupDelta::default();
+        delta.add_batch(7, &batch.events).unwrap();
+        assert_eq!(delta.events, 6);
+        let key = |e: &'static str, h: i64, u: &'static str| (7, Cow::Borrowed(e), h, Cow::Borrowed(u));
+        assert_eq!(delta.hours[&key("buy", 1, "u1")], (2, 5.0));
+        assert_eq!(delta.hours[&key("buy", 2, "u\"2")], (1, 0.0));
+        // `''` counts every event of a unit in the hour, exposures too.
+        assert_eq!(delta.hours[&key("", 1, "u1")], (2, 0.0));
+        assert_eq!(delta.hours[&key("", 0, "u1")], (3, 0.0));
+        assert_eq!(delta.hours.len(), 5);
+        // The earliest exposure wins; of two at the same time, the first read.
+        let first = &delta.exposures[&(7, Cow::Borrowed("f"), Cow::Borrowed("u1"))];
+        assert_eq!((first.0.as_ref(), first.1), ("off", 10));
+        let sorted: Vec<_> = delta
+            .sorted_hours()
+            .iter()
+            .map(|(k, _)| (k.1.to_string(), k.2))
+            .collect();
+        assert_eq!(sorted.first(), Some(&(String::new(), 0)));
+    }
+
+    #[test]
+    fn a_stored_batch_that_is_not_the_builders_encoding_is_reported_corrupt() {
+        let mut delta = RollupDelta::default();
+        let err = delta.add_batch(1, r#"[{"kind": "track"}]"#).unwrap_err();
+        assert!(matches!(err, crate::StoreError::Corrupt(_)), "{err:?}");
+    }
+
+    #[test]
+    fn a_multi_row_insert_stores_the_first_of_repeated_batch_ids_and_every_batch_without_one() {
+        let batch = |env: i64, id: Option<&str>| EventBatchBuilder::default().finish(env, id.map(Into::into));
+        let rows = [
+            batch(1, Some("a")),
+            batch(1, None),
+            batch(1, Some("a")),
+            batch(2, Some("a")),
+            batch(1, Some("b")),
+        ];
+        // The database returned (1, a) and (2, a): b was stored before.
+        let stored = vec![(2, Some("a".to_owned())), (1, Some("a".to_owned()))];
+        assert_eq!(
+            appended(&rows, stored),
+            vec![
+                Appended::Stored,
+                Appended::Stored,
+                Appended::Duplicate,
+                Appended::Stored,
+                Appended::Duplicate
+            ]
+        );
+    }
+
+    #[test]
     fn an_empty_builder_finishes_as_an_empty_array() {
         let batch = EventBatchBuilder::default().finish(1, None);
         assert_eq!((batch.events.as_str(), batch.count), ("[]", 0));
