@@ -113,3 +113,66 @@ async fn readers_see_the_new_snapshot_as_soon_as_the_write_returns() {
         assert_eq!(r.body["reason"], expected);
     }
 }
+
+/// Issue 4: a client that never reads its stream is dropped, and the
+/// server holds at most `stream_buffer` changes for it. The response is
+/// taken from the router without a socket and its body is not polled at
+/// all while the changes are made, which is what a client that never
+/// reads looks like to the server.
+#[tokio::test]
+async fn issue_4_a_client_that_never_reads_its_stream_is_dropped_with_a_bounded_backlog() {
+    use axum::body::Body;
+    use futures_util::StreamExt;
+    use std::sync::atomic::Ordering;
+    use tower::ServiceExt;
+
+    let buffer = 4;
+    let s = TestServer::start_with(sextant_server::Config {
+        stream_buffer: buffer,
+        ..sextant_server::Config::default()
+    })
+    .await;
+    s.flag("a", "production").await;
+    let token = s.server_token("production").await;
+    let request = axum::http::Request::get("/sdk/v1/stream")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = sextant_server::router(s.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(s.state.metrics.sdk_streams.load(Ordering::Relaxed), 1);
+
+    // Three backlogs' worth of changes while nobody reads.
+    for i in 0..3 * buffer {
+        s.toggle("a", "production", i % 2 == 1).await;
+    }
+
+    // The stream ends by itself: the initial snapshot, at most `buffer`
+    // changes in version order, then nothing more.
+    let mut body = response.into_body().into_data_stream();
+    let mut text = String::new();
+    while let Some(chunk) = body.next().await {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    assert_eq!(text.matches("event: snapshot").count(), 1, "{text}");
+    let versions: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let changes = text.matches("event: change").count();
+    assert!((1..=buffer).contains(&changes), "{changes} changes buffered: {text}");
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    // The forwarder left the gauge before it closed the stream.
+    assert_eq!(s.state.metrics.sdk_streams.load(Ordering::Relaxed), 0);
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains(r#"sextant_sse_clients{stream="sdk"} 0"#), "{metrics}");
+}
