@@ -72,6 +72,59 @@ pub(crate) fn not_found(kind: Kind, key: &str) -> StoreError {
     }
 }
 
+pub(crate) fn state_error(kind: Kind, key: &str, detail: &str) -> StoreError {
+    StoreError::State {
+        kind,
+        key: key.to_owned(),
+        detail: detail.to_owned(),
+    }
+}
+
+/// A committed write that changed no snapshot.
+pub(crate) fn committed<T>(value: T, change_id: i64) -> Committed<T> {
+    Committed {
+        value,
+        change_id,
+        snapshots: Vec::new(),
+        removed_environments: Vec::new(),
+    }
+}
+
+/// Reads a column of a SQLite or PostgreSQL row the same way, so mapping a
+/// row to a record is written once for both backends (only the SQL differs).
+pub(crate) trait ColumnRead {
+    /// A `TEXT NOT NULL` column.
+    fn text(&self, column: &str) -> Result<String>;
+    /// A nullable `TEXT` column.
+    fn opt_text(&self, column: &str) -> Result<Option<String>>;
+    /// An `INTEGER`/`BIGINT NOT NULL` column.
+    fn int(&self, column: &str) -> Result<i64>;
+    /// A nullable `INTEGER`/`BIGINT` column.
+    fn opt_int(&self, column: &str) -> Result<Option<i64>>;
+}
+
+macro_rules! column_read {
+    ($row:ty) => {
+        impl ColumnRead for $row {
+            fn text(&self, column: &str) -> Result<String> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn opt_text(&self, column: &str) -> Result<Option<String>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn int(&self, column: &str) -> Result<i64> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+        }
+    };
+}
+
+column_read!(sqlx::sqlite::SqliteRow);
+column_read!(sqlx::postgres::PgRow);
+
 pub(crate) fn check_version(expected: Option<i64>, current: i64) -> Result<()> {
     match expected {
         Some(v) if v != current => Err(StoreError::VersionMismatch { current }),

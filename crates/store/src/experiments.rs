@@ -9,22 +9,19 @@
 //! metric reaches significance is recorded once, with the deadline for a
 //! decision a week later.
 //!
-//! SQLite only for now, like rollout plans (the `experiments` table exists
-//! in both dialects' migration 3).
+//! The same on SQLite and PostgreSQL: the statements are written once
+//! (`experiment_sql!`) and instantiated for each backend.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sextant_core::Flag;
-use sqlx::Row;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use crate::alignment::NewLearning;
-use crate::doc::NewChange;
+use crate::doc::{ColumnRead, NewChange, check_version, committed, corrupt, json, not_found, state_error};
 use crate::error::{FieldError, Kind, Result, StoreError};
 use crate::metrics::{Direction, MetricRecord, valid_key};
 use crate::model::{ChangeMeta, Committed};
-use crate::rollouts::{committed, format_time, ids, json, not_found, state_error};
-use crate::sqlite::SqliteStore;
+use crate::rollouts::format_time;
 use crate::{Backend, Store};
 
 /// How long after significance a decision is due.
@@ -287,15 +284,6 @@ pub struct ExperimentRecord {
 }
 
 impl Store {
-    fn experiments_db(&self) -> Result<&SqliteStore> {
-        match &self.backend {
-            Backend::Sqlite(db) => Ok(db),
-            Backend::Postgres(_) => Err(StoreError::Database(
-                "experiments are not available on PostgreSQL yet".into(),
-            )),
-        }
-    }
-
     /// Validates `def` against its flag and the metric tree.
     async fn check_experiment(&self, ws: &str, def: &ExperimentDef) -> Result<()> {
         let env_problem = match self.get_environment(ws, &def.environment).await {
@@ -337,36 +325,7 @@ impl Store {
         meta: &ChangeMeta,
     ) -> Result<Committed<ExperimentRecord>> {
         self.check_experiment(ws, &def).await?;
-        let db = self.experiments_db()?;
-        let _guard = db.write.lock().await;
-        let mut tx = db.pool.begin().await?;
-        let (ws_id, env_id) = ids(&mut tx, ws, &def.environment).await?;
-        if experiment_row(&mut tx, ws_id, &def.key).await?.is_some() {
-            return Err(StoreError::Conflict {
-                kind: Kind::Experiment,
-                key: def.key.clone(),
-            });
-        }
-        let at = crate::now();
-        sqlx::query(
-            "INSERT INTO experiments (workspace_id, key, environment_id, flag_key, definition, status, version,
-                 created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'draft', 1, ?, ?)",
-        )
-        .bind(ws_id)
-        .bind(&def.key)
-        .bind(env_id)
-        .bind(&def.flag)
-        .bind(json(&def).to_string())
-        .bind(&at)
-        .bind(&at)
-        .execute(&mut *tx)
-        .await?;
-        let after = experiment_row(&mut tx, ws_id, &def.key)
-            .await?
-            .ok_or_else(|| not_found(Kind::Experiment, &def.key))?;
-        let change_id = record(&mut tx, meta, "create", ws, None, &after).await?;
-        tx.commit().await?;
-        Ok(committed(after, change_id))
+        on!(self, db => db.create_experiment(ws, &def, meta).await)
     }
 
     /// Replaces the definition of a draft. A running or decided
@@ -386,71 +345,17 @@ impl Store {
             }]));
         }
         self.check_experiment(ws, &def).await?;
-        let db = self.experiments_db()?;
-        let _guard = db.write.lock().await;
-        let mut tx = db.pool.begin().await?;
-        let (ws_id, env_id) = ids(&mut tx, ws, &def.environment).await?;
-        let before = experiment_row(&mut tx, ws_id, key)
-            .await?
-            .ok_or_else(|| not_found(Kind::Experiment, key))?;
-        if let Some(v) = expected
-            && v != before.version
-        {
-            return Err(StoreError::VersionMismatch {
-                current: before.version,
-            });
-        }
-        if before.status != ExperimentStatus::Draft {
-            return Err(state_error(
-                Kind::Experiment,
-                key,
-                &format!("is {}; its definition is frozen", before.status.as_str()),
-            ));
-        }
-        sqlx::query(
-            "UPDATE experiments SET environment_id = ?, flag_key = ?, definition = ?, version = version + 1,
-                 updated_at = ? WHERE workspace_id = ? AND key = ?",
-        )
-        .bind(env_id)
-        .bind(&def.flag)
-        .bind(json(&def).to_string())
-        .bind(crate::now())
-        .bind(ws_id)
-        .bind(key)
-        .execute(&mut *tx)
-        .await?;
-        let after = experiment_row(&mut tx, ws_id, key)
-            .await?
-            .ok_or_else(|| not_found(Kind::Experiment, key))?;
-        let change_id = record(&mut tx, meta, "update", ws, Some(&before), &after).await?;
-        tx.commit().await?;
-        Ok(committed(after, change_id))
+        on!(self, db => db.update_experiment(ws, &def, expected, meta).await)
     }
 
     /// The experiment `key` of `ws`.
     pub async fn get_experiment(&self, ws: &str, key: &str) -> Result<ExperimentRecord> {
-        let db = self.experiments_db()?;
-        let mut conn = db.pool.acquire().await?;
-        let ws_id = ws_id(&mut conn, ws).await?;
-        experiment_row(&mut conn, ws_id, key)
-            .await?
-            .ok_or_else(|| not_found(Kind::Experiment, key))
+        on!(self, db => db.get_experiment(ws, key).await)
     }
 
     /// The experiments of `ws`, optionally in one status, oldest first.
     pub async fn list_experiments(&self, ws: &str, status: Option<ExperimentStatus>) -> Result<Vec<ExperimentRecord>> {
-        let db = self.experiments_db()?;
-        let mut conn = db.pool.acquire().await?;
-        let ws_id = ws_id(&mut conn, ws).await?;
-        // sql-format: `SELECT` is the fixed query constant; values are bound.
-        let rows = sqlx::query(&format!(
-            "{SELECT} WHERE x.workspace_id = ?1 AND (?2 IS NULL OR x.status = ?2) ORDER BY x.id"
-        ))
-        .bind(ws_id)
-        .bind(status.map(ExperimentStatus::as_str))
-        .fetch_all(&mut *conn)
-        .await?;
-        rows.iter().map(from_row).collect()
+        on!(self, db => db.list_experiments(ws, status).await)
     }
 
     /// Starts a draft: from now on its definition is frozen.
@@ -461,7 +366,7 @@ impl Store {
         expected: Option<i64>,
         meta: &ChangeMeta,
     ) -> Result<Committed<ExperimentRecord>> {
-        self.transition(ws, key, expected, meta, "start", None, |before| {
+        let check = |before: &ExperimentRecord| {
             if before.status != ExperimentStatus::Draft {
                 return Err(state_error(
                     Kind::Experiment,
@@ -469,9 +374,9 @@ impl Store {
                     &format!("is {}; only a draft can start", before.status.as_str()),
                 ));
             }
-            Ok(("status = 'running', started_at = ?1", Vec::new()))
-        })
-        .await
+            Ok(("status = 'running', started_at = $1", Vec::new()))
+        };
+        on!(self, db => db.experiment_transition(ws, key, expected, meta, "start", None, check).await)
     }
 
     /// Ends a running experiment with `decision` and a written learning,
@@ -497,7 +402,7 @@ impl Store {
         }
         let actor = meta.actor.clone();
         let what = learning.what.clone();
-        self.transition(ws, key, None, meta, "decide", Some(&learning), |before| {
+        let check = |before: &ExperimentRecord| {
             if before.status != ExperimentStatus::Running {
                 return Err(state_error(
                     Kind::Experiment,
@@ -509,11 +414,11 @@ impl Store {
                 ));
             }
             Ok((
-                "status = 'decided', decided_at = ?1, decision = ?2, learning = ?3, decided_by = ?4",
+                "status = 'decided', decided_at = $1, decision = $2, learning = $3, decided_by = $4",
                 vec![decision.as_str().to_owned(), what, actor],
             ))
-        })
-        .await
+        };
+        on!(self, db => db.experiment_transition(ws, key, None, meta, "decide", Some(&learning), check).await)
     }
 
     /// Records that the primary metric reached significance at `at`, and
@@ -525,152 +430,261 @@ impl Store {
         key: &str,
         at: DateTime<Utc>,
     ) -> Result<ExperimentRecord> {
-        let db = self.experiments_db()?;
-        let _guard = db.write.lock().await;
-        let mut conn = db.pool.acquire().await?;
-        let ws_id = ws_id(&mut conn, ws).await?;
-        sqlx::query(
-            "UPDATE experiments SET significant_at = ?, decide_by = ?
-             WHERE workspace_id = ? AND key = ? AND status = 'running' AND significant_at IS NULL",
-        )
-        .bind(format_time(at))
-        .bind(format_time(at + Duration::days(DECIDE_WITHIN_DAYS)))
-        .bind(ws_id)
-        .bind(key)
-        .execute(&mut *conn)
-        .await?;
-        experiment_row(&mut conn, ws_id, key)
-            .await?
-            .ok_or_else(|| not_found(Kind::Experiment, key))
-    }
-
-    /// One audited status change: `set` is an SQL `SET` list whose `?1` is
-    /// the time and `?2…` the returned values; `learning`, if any, joins the
-    /// learnings log in the same transaction.
-    #[expect(clippy::too_many_arguments, reason = "one private helper for every transition")]
-    async fn transition(
-        &self,
-        ws: &str,
-        key: &str,
-        expected: Option<i64>,
-        meta: &ChangeMeta,
-        action: &str,
-        learning: Option<&NewLearning>,
-        set: impl FnOnce(&ExperimentRecord) -> Result<(&'static str, Vec<String>)>,
-    ) -> Result<Committed<ExperimentRecord>> {
-        let db = self.experiments_db()?;
-        let _guard = db.write.lock().await;
-        let mut tx = db.pool.begin().await?;
-        let ws_id = ws_id(&mut tx, ws).await?;
-        let before = experiment_row(&mut tx, ws_id, key)
-            .await?
-            .ok_or_else(|| not_found(Kind::Experiment, key))?;
-        if let Some(v) = expected
-            && v != before.version
-        {
-            return Err(StoreError::VersionMismatch {
-                current: before.version,
-            });
-        }
-        let (assignments, values) = set(&before)?;
-        let n = values.len();
-        // sql-format: `assignments` lists fixed column names from `set`; their values are bound.
-        let sql = format!(
-            "UPDATE experiments SET {assignments}, version = version + 1, updated_at = ?1
-             WHERE workspace_id = ?{} AND key = ?{}",
-            n + 2,
-            n + 3
-        );
-        let mut q = sqlx::query(&sql).bind(crate::now());
-        for v in values {
-            q = q.bind(v);
-        }
-        q.bind(ws_id).bind(key).execute(&mut *tx).await?;
-        let after = experiment_row(&mut tx, ws_id, key)
-            .await?
-            .ok_or_else(|| not_found(Kind::Experiment, key))?;
-        let change_id = record(&mut tx, meta, action, ws, Some(&before), &after).await?;
-        if let Some(l) = learning {
-            crate::sqlite::alignment::insert_learning(&mut tx, ws, l, meta).await?;
-        }
-        tx.commit().await?;
-        Ok(committed(after, change_id))
+        on!(self, db => db.mark_experiment_significant(ws, key, at).await)
     }
 }
 
-// ---------------------------------------------------------------- SQLite
+// ------------------------------------------------------------------- SQL
 
 const SELECT: &str = "SELECT x.*, w.key AS ws_key FROM experiments x JOIN workspaces w ON w.id = x.workspace_id";
 
-async fn ws_id(conn: &mut SqliteConnection, ws: &str) -> Result<i64> {
-    Ok(sqlx::query("SELECT id FROM workspaces WHERE key = ?")
-        .bind(ws)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| not_found(Kind::Workspace, ws))?
-        .try_get("id")?)
-}
-
-async fn experiment_row(conn: &mut SqliteConnection, ws_id: i64, key: &str) -> Result<Option<ExperimentRecord>> {
-    // sql-format: `SELECT` is the fixed query constant; values are bound.
-    sqlx::query(&format!("{SELECT} WHERE x.workspace_id = ? AND x.key = ?"))
-        .bind(ws_id)
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await?
-        .as_ref()
-        .map(from_row)
-        .transpose()
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
-}
-
-fn from_row(row: &SqliteRow) -> Result<ExperimentRecord> {
-    let definition: String = row.try_get("definition")?;
-    let status: String = row.try_get("status")?;
-    let decision: Option<String> = row.try_get("decision")?;
+fn from_row(row: &impl ColumnRead) -> Result<ExperimentRecord> {
+    let definition: String = row.text("definition")?;
+    let status: String = row.text("status")?;
+    let decision: Option<String> = row.opt_text("decision")?;
     Ok(ExperimentRecord {
-        workspace: row.try_get("ws_key")?,
+        workspace: row.text("ws_key")?,
         definition: serde_json::from_str(&definition).map_err(|e| corrupt("experiment definition", e))?,
         status: ExperimentStatus::parse(&status).ok_or_else(|| corrupt("experiment status", &status))?,
-        started_at: row.try_get("started_at")?,
-        significant_at: row.try_get("significant_at")?,
-        decide_by: row.try_get("decide_by")?,
+        started_at: row.opt_text("started_at")?,
+        significant_at: row.opt_text("significant_at")?,
+        decide_by: row.opt_text("decide_by")?,
         decision: decision
             .map(|d| Decision::parse(&d).ok_or_else(|| corrupt("experiment decision", &d)))
             .transpose()?,
-        learning: row.try_get("learning")?,
-        decided_by: row.try_get("decided_by")?,
-        decided_at: row.try_get("decided_at")?,
-        version: row.try_get("version")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        learning: row.opt_text("learning")?,
+        decided_by: row.opt_text("decided_by")?,
+        decided_at: row.opt_text("decided_at")?,
+        version: row.int("version")?,
+        created_at: row.text("created_at")?,
+        updated_at: row.text("updated_at")?,
     })
 }
 
-/// The audit entry of an experiment write.
-async fn record(
-    conn: &mut SqliteConnection,
-    meta: &ChangeMeta,
-    action: &str,
-    ws: &str,
+/// The change record of an experiment write.
+fn experiment_change<'a>(
+    meta: &'a ChangeMeta,
+    action: &'a str,
+    ws: &'a str,
     before: Option<&ExperimentRecord>,
-    after: &ExperimentRecord,
-) -> Result<i64> {
-    SqliteStore::record(
-        conn,
-        NewChange {
-            meta,
-            action,
-            workspace: Some(ws),
-            kind: Kind::Experiment,
-            key: &after.definition.key,
-            environment: Some(&after.definition.environment),
-            before: before.map(json),
-            after: Some(json(after)),
-        },
-    )
-    .await
+    after: &'a ExperimentRecord,
+) -> NewChange<'a> {
+    NewChange {
+        meta,
+        action,
+        workspace: Some(ws),
+        kind: Kind::Experiment,
+        key: &after.definition.key,
+        environment: Some(&after.definition.environment),
+        before: before.map(json),
+        after: Some(json(after)),
+    }
 }
+
+/// The SQL of experiments for one backend, written once in the SQL both
+/// dialects accept (see `rollout_sql!` in `rollouts.rs`); the third
+/// argument is the backend's `insert_learning` (decisions' learnings).
+macro_rules! experiment_sql {
+    ($store:ty, $conn:ty, $insert_learning:path) => {
+        impl $store {
+            async fn create_experiment(
+                &self,
+                ws: &str,
+                def: &ExperimentDef,
+                meta: &ChangeMeta,
+            ) -> Result<Committed<ExperimentRecord>> {
+                let (_guard, mut tx) = self.begin_write().await?;
+                let (ws_id, env_id) = Self::ids(&mut tx, ws, &def.environment).await?;
+                if Self::experiment_row(&mut tx, ws_id, &def.key).await?.is_some() {
+                    return Err(StoreError::Conflict {
+                        kind: Kind::Experiment,
+                        key: def.key.clone(),
+                    });
+                }
+                sqlx::query(
+                    "INSERT INTO experiments (workspace_id, key, environment_id, flag_key, definition, status,
+                         version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'draft', 1, $6, $6)",
+                )
+                .bind(ws_id)
+                .bind(&def.key)
+                .bind(env_id)
+                .bind(&def.flag)
+                .bind(json(def).to_string())
+                .bind(crate::now())
+                .execute(&mut *tx)
+                .await?;
+                let after = Self::experiment_row(&mut tx, ws_id, &def.key)
+                    .await?
+                    .ok_or_else(|| not_found(Kind::Experiment, &def.key))?;
+                let change_id = Self::record(&mut tx, experiment_change(meta, "create", ws, None, &after)).await?;
+                Self::finish(tx, committed(after, change_id)).await
+            }
+
+            async fn update_experiment(
+                &self,
+                ws: &str,
+                def: &ExperimentDef,
+                expected: Option<i64>,
+                meta: &ChangeMeta,
+            ) -> Result<Committed<ExperimentRecord>> {
+                let key = def.key.as_str();
+                let (_guard, mut tx) = self.begin_write().await?;
+                let (ws_id, env_id) = Self::ids(&mut tx, ws, &def.environment).await?;
+                let before = Self::experiment_row(&mut tx, ws_id, key)
+                    .await?
+                    .ok_or_else(|| not_found(Kind::Experiment, key))?;
+                check_version(expected, before.version)?;
+                if before.status != ExperimentStatus::Draft {
+                    return Err(state_error(
+                        Kind::Experiment,
+                        key,
+                        &format!("is {}; its definition is frozen", before.status.as_str()),
+                    ));
+                }
+                sqlx::query(
+                    "UPDATE experiments SET environment_id = $1, flag_key = $2, definition = $3,
+                         version = version + 1, updated_at = $4 WHERE workspace_id = $5 AND key = $6",
+                )
+                .bind(env_id)
+                .bind(&def.flag)
+                .bind(json(def).to_string())
+                .bind(crate::now())
+                .bind(ws_id)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+                let after = Self::experiment_row(&mut tx, ws_id, key)
+                    .await?
+                    .ok_or_else(|| not_found(Kind::Experiment, key))?;
+                let change = experiment_change(meta, "update", ws, Some(&before), &after);
+                let change_id = Self::record(&mut tx, change).await?;
+                Self::finish(tx, committed(after, change_id)).await
+            }
+
+            async fn get_experiment(&self, ws: &str, key: &str) -> Result<ExperimentRecord> {
+                let mut conn = self.pool.acquire().await?;
+                let ws_id = Self::ws_id(&mut conn, ws).await?;
+                Self::experiment_row(&mut conn, ws_id, key)
+                    .await?
+                    .ok_or_else(|| not_found(Kind::Experiment, key))
+            }
+
+            async fn list_experiments(
+                &self,
+                ws: &str,
+                status: Option<ExperimentStatus>,
+            ) -> Result<Vec<ExperimentRecord>> {
+                let mut conn = self.pool.acquire().await?;
+                let ws_id = Self::ws_id(&mut conn, ws).await?;
+                // sql-format: `SELECT` is the fixed query constant; values are bound.
+                let rows = sqlx::query(&format!(
+                    "{SELECT} WHERE x.workspace_id = $1 AND ($2 IS NULL OR x.status = $2) ORDER BY x.id"
+                ))
+                .bind(ws_id)
+                .bind(status.map(ExperimentStatus::as_str))
+                .fetch_all(&mut *conn)
+                .await?;
+                rows.iter().map(from_row).collect()
+            }
+
+            async fn mark_experiment_significant(
+                &self,
+                ws: &str,
+                key: &str,
+                at: DateTime<Utc>,
+            ) -> Result<ExperimentRecord> {
+                let (_guard, mut tx) = self.begin_write().await?;
+                let ws_id = Self::ws_id(&mut tx, ws).await?;
+                sqlx::query(
+                    "UPDATE experiments SET significant_at = $1, decide_by = $2
+                     WHERE workspace_id = $3 AND key = $4 AND status = 'running' AND significant_at IS NULL",
+                )
+                .bind(format_time(at))
+                .bind(format_time(at + Duration::days(DECIDE_WITHIN_DAYS)))
+                .bind(ws_id)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+                let rec = Self::experiment_row(&mut tx, ws_id, key)
+                    .await?
+                    .ok_or_else(|| not_found(Kind::Experiment, key))?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            /// One audited status change: `set` is an SQL `SET` list whose `$1`
+            /// is the time and `$2…` the returned values; `learning`, if any,
+            /// joins the learnings log in the same transaction.
+            #[expect(
+                clippy::too_many_arguments,
+                reason = "one private helper for every transition"
+            )]
+            async fn experiment_transition(
+                &self,
+                ws: &str,
+                key: &str,
+                expected: Option<i64>,
+                meta: &ChangeMeta,
+                action: &str,
+                learning: Option<&NewLearning>,
+                set: impl FnOnce(&ExperimentRecord) -> Result<(&'static str, Vec<String>)>,
+            ) -> Result<Committed<ExperimentRecord>> {
+                let (_guard, mut tx) = self.begin_write().await?;
+                let ws_id = Self::ws_id(&mut tx, ws).await?;
+                let before = Self::experiment_row(&mut tx, ws_id, key)
+                    .await?
+                    .ok_or_else(|| not_found(Kind::Experiment, key))?;
+                check_version(expected, before.version)?;
+                let (assignments, values) = set(&before)?;
+                let n = values.len();
+                // sql-format: `assignments` lists fixed column names from `set`; their values are bound.
+                let sql = format!(
+                    "UPDATE experiments SET {assignments}, version = version + 1, updated_at = $1
+                     WHERE workspace_id = ${} AND key = ${}",
+                    n + 2,
+                    n + 3
+                );
+                let mut q = sqlx::query(&sql).bind(crate::now());
+                for v in values {
+                    q = q.bind(v);
+                }
+                q.bind(ws_id).bind(key).execute(&mut *tx).await?;
+                let after = Self::experiment_row(&mut tx, ws_id, key)
+                    .await?
+                    .ok_or_else(|| not_found(Kind::Experiment, key))?;
+                let change_id = Self::record(
+                    &mut tx,
+                    experiment_change(meta, action, ws, Some(&before), &after),
+                )
+                .await?;
+                if let Some(l) = learning {
+                    $insert_learning(&mut tx, ws, l, meta).await?;
+                }
+                Self::finish(tx, committed(after, change_id)).await
+            }
+
+            async fn experiment_row(conn: &mut $conn, ws_id: i64, key: &str) -> Result<Option<ExperimentRecord>> {
+                // sql-format: `SELECT` is the fixed query constant; values are bound.
+                sqlx::query(&format!("{SELECT} WHERE x.workspace_id = $1 AND x.key = $2"))
+                    .bind(ws_id)
+                    .bind(key)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .as_ref()
+                    .map(from_row)
+                    .transpose()
+            }
+        }
+    };
+}
+
+experiment_sql!(
+    crate::sqlite::SqliteStore,
+    sqlx::SqliteConnection,
+    crate::sqlite::alignment::insert_learning
+);
+experiment_sql!(
+    crate::postgres::PgStore,
+    sqlx::PgConnection,
+    crate::postgres::alignment::insert_learning
+);

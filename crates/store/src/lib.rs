@@ -19,12 +19,10 @@
 mod audit;
 mod doc;
 mod error;
-mod experiments;
 mod migrate;
 mod model;
 mod postgres;
 mod replica;
-mod rollouts;
 mod sqlite;
 mod token;
 
@@ -70,6 +68,8 @@ macro_rules! on {
 }
 
 mod alignment;
+mod experiments;
+mod rollouts;
 pub use alignment::*;
 
 /// The store: a handle to the database, cheap to share behind an `Arc`.

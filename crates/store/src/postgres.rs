@@ -11,7 +11,7 @@
 //! Each write also sends a `NOTIFY` (delivered on commit) that other
 //! replicas follow through [`ChangeFeed`](crate::ChangeFeed).
 
-mod alignment;
+pub(crate) mod alignment;
 mod events;
 mod metrics;
 
@@ -34,7 +34,7 @@ const WRITE_LOCK: i64 = 0x5345_5854_5752_4954;
 
 /// A PostgreSQL database shared by any number of replicas.
 pub(crate) struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     options: PgConnectOptions,
     /// Writers of this process queue here before taking a pooled connection
     /// to wait on the database lock, so waiting writers hold one connection
@@ -67,7 +67,9 @@ impl PgStore {
     }
 
     /// Starts a write: queues in-process, then takes the database-wide write lock.
-    async fn begin_write(&self) -> Result<(tokio::sync::MutexGuard<'_, ()>, Transaction<'static, Postgres>)> {
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<(tokio::sync::MutexGuard<'_, ()>, Transaction<'static, Postgres>)> {
         let guard = self.write.lock().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -78,7 +80,10 @@ impl PgStore {
     }
 
     /// Tells every replica about a write (delivered when `tx` commits), then commits.
-    async fn finish<T>(mut tx: Transaction<'static, Postgres>, committed: Committed<T>) -> Result<Committed<T>> {
+    pub(crate) async fn finish<T>(
+        mut tx: Transaction<'static, Postgres>,
+        committed: Committed<T>,
+    ) -> Result<Committed<T>> {
         let notice = ChangeNotice::of(&committed);
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
@@ -305,7 +310,7 @@ impl PgStore {
     // ------------------------------------------------------- change records
 
     /// Inserts the change record and appends its audit entry to the chain.
-    async fn record(conn: &mut PgConnection, c: NewChange<'_>) -> Result<i64> {
+    pub(crate) async fn record(conn: &mut PgConnection, c: NewChange<'_>) -> Result<i64> {
         let at = now();
         let before = c.before.map(|v| v.to_string());
         let after = c.after.map(|v| v.to_string());

@@ -20,12 +20,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sextant_core::{Direction, Flag, Serve, Split, Targeting, WEIGHT_SCALE, Weight};
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
-use crate::doc::NewChange;
+use crate::doc::{ColumnRead, NewChange, check_version, committed, corrupt, json, not_found, state_error};
 use crate::error::{FieldError, Kind, Result, StoreError};
 use crate::model::{ChangeMeta, Committed, FlagRecord};
-use crate::sqlite::SqliteStore;
 use crate::{Backend, Store};
 
 /// Formats a time the way every stored timestamp is written (RFC 3339,
@@ -526,15 +524,6 @@ pub struct RestoreEvent {
 // ------------------------------------------------------------------ Store
 
 impl Store {
-    fn sqlite(&self) -> Result<&SqliteStore> {
-        match &self.backend {
-            Backend::Sqlite(db) => Ok(db),
-            Backend::Postgres(_) => Err(StoreError::Database(
-                "rollout plans and scheduled changes are not available on PostgreSQL yet".into(),
-            )),
-        }
-    }
-
     /// Creates or replaces the plan of `flag` in `env` (as a draft).
     /// Refused while the plan runs: pause it first.
     pub async fn put_rollout_plan(
@@ -551,30 +540,17 @@ impl Store {
         if !problems.is_empty() {
             return Err(StoreError::Invalid(problems));
         }
-        put_plan(self.sqlite()?, ws, flag, env, &plan, expected, meta).await
+        on!(self, db => db.put_plan(ws, flag, env, &plan, expected, meta).await)
     }
 
     /// The plan of `flag` in `env`.
     pub async fn get_rollout_plan(&self, ws: &str, flag: &str, env: &str) -> Result<PlanRecord> {
-        let db = self.sqlite()?;
-        let mut conn = db.pool.acquire().await?;
-        let (ws_id, env_id) = ids(&mut conn, ws, env).await?;
-        plan_row(&mut conn, ws_id, env_id, flag)
-            .await?
-            .ok_or_else(|| not_found(Kind::RolloutPlan, flag))
+        on!(self, db => db.get_plan(ws, flag, env).await)
     }
 
     /// Plans, optionally of one workspace and in one status.
     pub async fn list_rollout_plans(&self, ws: Option<&str>, status: Option<PlanStatus>) -> Result<Vec<PlanRecord>> {
-        // sql-format: `PLAN_SELECT` is the fixed query constant; values are bound.
-        let rows = sqlx::query(&format!(
-            "{PLAN_SELECT} WHERE (?1 IS NULL OR w.key = ?1) AND (?2 IS NULL OR p.status = ?2) ORDER BY p.id"
-        ))
-        .bind(ws)
-        .bind(status.map(PlanStatus::as_str))
-        .fetch_all(&self.sqlite()?.pool)
-        .await?;
-        rows.iter().map(plan_from).collect()
+        on!(self, db => db.list_plans(ws, status).await)
     }
 
     /// Deletes a plan that is not running (the flag's targeting is kept).
@@ -585,37 +561,7 @@ impl Store {
         env: &str,
         meta: &ChangeMeta,
     ) -> Result<Committed<()>> {
-        let db = self.sqlite()?;
-        let _guard = db.write.lock().await;
-        let mut tx = db.pool.begin().await?;
-        let (ws_id, env_id) = ids(&mut tx, ws, env).await?;
-        let rec = plan_row(&mut tx, ws_id, env_id, flag)
-            .await?
-            .ok_or_else(|| not_found(Kind::RolloutPlan, flag))?;
-        if rec.status == PlanStatus::Running {
-            return Err(state_error(Kind::RolloutPlan, flag, "is running; pause it first"));
-        }
-        sqlx::query("DELETE FROM rollout_plans WHERE environment_id = ? AND flag_key = ?")
-            .bind(env_id)
-            .bind(flag)
-            .execute(&mut *tx)
-            .await?;
-        let change_id = SqliteStore::record(
-            &mut tx,
-            NewChange {
-                meta,
-                action: "delete",
-                workspace: Some(ws),
-                kind: Kind::RolloutPlan,
-                key: flag,
-                environment: Some(env),
-                before: Some(json(&rec)),
-                after: None,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(committed((), change_id))
+        on!(self, db => db.delete_plan(ws, flag, env, meta).await)
     }
 
     /// Moves a plan to `progress` if it is still at version `expected`;
@@ -631,71 +577,13 @@ impl Store {
         action: &str,
         meta: &ChangeMeta,
     ) -> Result<Committed<PlanRecord>> {
-        let db = self.sqlite()?;
-        let _guard = db.write.lock().await;
-        let mut tx = db.pool.begin().await?;
-        let (ws_id, env_id) = ids(&mut tx, ws, env).await?;
-        let before = plan_row(&mut tx, ws_id, env_id, flag)
-            .await?
-            .ok_or_else(|| not_found(Kind::RolloutPlan, flag))?;
-        if before.version != expected {
-            return Err(StoreError::VersionMismatch {
-                current: before.version,
-            });
-        }
-        let at = crate::now();
-        sqlx::query(
-            "UPDATE rollout_plans SET status = ?, stage = ?, stage_started_at = ?, monitors = ?, status_reason = ?,
-                 version = version + 1, updated_at = ? WHERE environment_id = ? AND flag_key = ?",
-        )
-        .bind(progress.status.as_str())
-        .bind(progress.stage.map(|s| s as i64))
-        .bind(&progress.stage_started_at)
-        .bind(progress.monitors.to_string())
-        .bind(&progress.status_reason)
-        .bind(&at)
-        .bind(env_id)
-        .bind(flag)
-        .execute(&mut *tx)
-        .await?;
-        let after = plan_row(&mut tx, ws_id, env_id, flag)
-            .await?
-            .ok_or_else(|| not_found(Kind::RolloutPlan, flag))?;
-        // The monitors change on every look; the audit entry records the
-        // status and stage, not the running statistics.
-        let summary = |r: &PlanRecord| serde_json::json!({"status": r.status, "stage": r.stage, "status_reason": r.status_reason});
-        let change_id = SqliteStore::record(
-            &mut tx,
-            NewChange {
-                meta,
-                action,
-                workspace: Some(ws),
-                kind: Kind::RolloutPlan,
-                key: flag,
-                environment: Some(env),
-                before: Some(summary(&before)),
-                after: Some(summary(&after)),
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(committed(after, change_id))
+        on!(self, db => db.set_plan_progress(ws, flag, env, expected, &progress, action, meta).await)
     }
 
     /// Saves the monitors of a running plan without an audit entry (they
     /// change on every look; decisions taken from them are audited).
     pub async fn save_rollout_monitors(&self, ws: &str, flag: &str, env: &str, monitors: &Value) -> Result<()> {
-        let db = self.sqlite()?;
-        let _guard = db.write.lock().await;
-        let mut conn = db.pool.acquire().await?;
-        let (_, env_id) = ids(&mut conn, ws, env).await?;
-        sqlx::query("UPDATE rollout_plans SET monitors = ? WHERE environment_id = ? AND flag_key = ?")
-            .bind(monitors.to_string())
-            .bind(env_id)
-            .bind(flag)
-            .execute(&mut *conn)
-            .await?;
-        Ok(())
+        on!(self, db => db.save_plan_monitors(ws, flag, env, monitors).await)
     }
 
     /// Serves treatment to `weight` parts per 100,000 of `flag` in `env`
@@ -714,14 +602,12 @@ impl Store {
         meta: &ChangeMeta,
     ) -> Result<Option<Committed<FlagRecord>>> {
         let current = self.get_flag(ws, flag).await?;
-        let targeting = current.flag.environments.get(env).cloned().unwrap_or(Targeting {
-            enabled: false,
-            off_variation: None,
-            prerequisites: Vec::new(),
-            rules: Vec::new(),
-            default_serve: None,
-            salt: None,
-        });
+        let targeting = current
+            .flag
+            .environments
+            .get(env)
+            .cloned()
+            .unwrap_or_else(|| off_targeting(false));
         let mut next = plan.apply(flag, &targeting, weight);
         next.enabled = targeting.enabled || enable;
         if next == targeting {
@@ -732,17 +618,7 @@ impl Store {
             Ok(())
         };
         let expected = Some(current.version);
-        match &self.backend {
-            Backend::Sqlite(db) => {
-                db.update_flag(ws, flag, expected, Some(env), action, meta, change)
-                    .await
-            }
-            Backend::Postgres(db) => {
-                db.update_flag(ws, flag, expected, Some(env), action, meta, change)
-                    .await
-            }
-        }
-        .map(Some)
+        on!(self, db => db.update_flag(ws, flag, expected, Some(env), action, meta, change).await).map(Some)
     }
 
     /// Turns `flag` off in `env` as a kill switch (`kill` in the audit log,
@@ -750,27 +626,13 @@ impl Store {
     /// as `killed`.
     pub async fn kill(&self, ws: &str, flag: &str, env: &str, meta: &ChangeMeta) -> Result<Committed<FlagRecord>> {
         let change = |f: &mut Flag| {
-            if let Some(t) = f.environments.get_mut(env) {
-                t.enabled = false;
-            } else {
-                f.environments.insert(
-                    env.to_owned(),
-                    Targeting {
-                        enabled: false,
-                        off_variation: None,
-                        prerequisites: Vec::new(),
-                        rules: Vec::new(),
-                        default_serve: None,
-                        salt: None,
-                    },
-                );
-            }
+            f.environments
+                .entry(env.to_owned())
+                .or_insert_with(|| off_targeting(false))
+                .enabled = false;
             Ok(())
         };
-        let committed = match &self.backend {
-            Backend::Sqlite(db) => db.update_flag(ws, flag, None, Some(env), "kill", meta, change).await?,
-            Backend::Postgres(db) => db.update_flag(ws, flag, None, Some(env), "kill", meta, change).await?,
-        };
+        let committed = on!(self, db => db.update_flag(ws, flag, None, Some(env), "kill", meta, change).await)?;
         // The flag is off whatever happens next; a failure here is repaired
         // by the scheduler, which ends running plans of disabled flags.
         if let Ok(plan) = self.get_rollout_plan(ws, flag, env).await
@@ -794,38 +656,7 @@ impl Store {
     /// Kills and automatic rollbacks in `ws`, oldest first, each with the
     /// time since the change it undid went live.
     pub async fn restore_events(&self, ws: &str) -> Result<Vec<RestoreEvent>> {
-        let rows = sqlx::query(
-            "SELECT c.at, c.actor, c.action, c.key, c.environment,
-                    (SELECT p.at FROM changes p WHERE p.workspace = c.workspace AND p.kind = 'flag' AND p.key = c.key
-                        AND (p.environment = c.environment OR p.environment IS NULL) AND p.id < c.id
-                        AND p.action NOT IN ('kill', 'turn_off', 'rollout_rollback')
-                      ORDER BY p.id DESC LIMIT 1) AS since
-             FROM changes c WHERE c.workspace = ? AND c.kind = 'flag' AND c.action IN ('kill', 'rollout_rollback')
-             ORDER BY c.id",
-        )
-        .bind(ws)
-        .fetch_all(&self.sqlite()?.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let at: String = row.try_get("at")?;
-                let since: Option<String> = row.try_get("since")?;
-                let seconds = since
-                    .as_deref()
-                    .and_then(parse_time)
-                    .zip(parse_time(&at))
-                    .map(|(s, a)| (a - s).num_milliseconds() as f64 / 1000.0);
-                Ok(RestoreEvent {
-                    flag: row.try_get("key")?,
-                    environment: row.try_get::<Option<String>, _>("environment")?.unwrap_or_default(),
-                    action: row.try_get("action")?,
-                    actor: row.try_get("actor")?,
-                    at,
-                    since,
-                    seconds_to_restore: seconds,
-                })
-            })
-            .collect()
+        on!(self, db => db.restore_events(ws).await)
     }
 
     // Scheduled changes.
@@ -841,42 +672,7 @@ impl Store {
         meta: &ChangeMeta,
     ) -> Result<Committed<ScheduledChange>> {
         self.get_flag(ws, flag).await?;
-        let db = self.sqlite()?;
-        let _guard = db.write.lock().await;
-        let mut tx = db.pool.begin().await?;
-        let (ws_id, env_id) = ids(&mut tx, ws, env).await?;
-        let id = sqlx::query(
-            "INSERT INTO scheduled_changes (workspace_id, environment_id, flag_key, run_at, change, status, created_by, reason, created_at)
-             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-        )
-        .bind(ws_id)
-        .bind(env_id)
-        .bind(flag)
-        .bind(format_time(run_at))
-        .bind(json(change).to_string())
-        .bind(&meta.actor)
-        .bind(&meta.reason)
-        .bind(crate::now())
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
-        let rec = scheduled_row(&mut tx, id).await?;
-        let change_id = SqliteStore::record(
-            &mut tx,
-            NewChange {
-                meta,
-                action: "create",
-                workspace: Some(ws),
-                kind: Kind::ScheduledChange,
-                key: &id.to_string(),
-                environment: Some(env),
-                before: None,
-                after: Some(json(&rec)),
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(committed(rec, change_id))
+        on!(self, db => db.schedule_change(ws, flag, env, run_at, change, meta).await)
     }
 
     /// Scheduled changes of `ws`, optionally in one status, by time.
@@ -885,30 +681,12 @@ impl Store {
         ws: &str,
         status: Option<ScheduleStatus>,
     ) -> Result<Vec<ScheduledChange>> {
-        let mut conn = self.sqlite()?.pool.acquire().await?;
-        let exists = sqlx::query("SELECT 1 FROM workspaces WHERE key = ?")
-            .bind(ws)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if exists.is_none() {
-            return Err(not_found(Kind::Workspace, ws));
-        }
-        // sql-format: `SCHEDULED_SELECT` is the fixed query constant; values are bound.
-        let rows = sqlx::query(&format!(
-            "{SCHEDULED_SELECT} WHERE w.key = ?1 AND (?2 IS NULL OR s.status = ?2) ORDER BY s.run_at, s.id"
-        ))
-        .bind(ws)
-        .bind(status.map(ScheduleStatus::as_str))
-        .fetch_all(&mut *conn)
-        .await?;
-        rows.iter().map(scheduled_from).collect()
+        on!(self, db => db.list_scheduled(ws, status).await)
     }
 
     /// One scheduled change of `ws`.
     pub async fn get_scheduled_change(&self, ws: &str, id: i64) -> Result<ScheduledChange> {
-        let mut conn = self.sqlite()?.pool.acquire().await?;
-        scheduled_row(&mut conn, id)
-            .await
+        on!(self, db => db.get_scheduled(id).await)
             .ok()
             .filter(|s| s.workspace == ws)
             .ok_or_else(|| not_found(Kind::ScheduledChange, &id.to_string()))
@@ -916,14 +694,7 @@ impl Store {
 
     /// Pending changes due at `now`, oldest first (all workspaces).
     pub async fn due_scheduled_changes(&self, now: DateTime<Utc>) -> Result<Vec<ScheduledChange>> {
-        // sql-format: `SCHEDULED_SELECT` is the fixed query constant; values are bound.
-        let rows = sqlx::query(&format!(
-            "{SCHEDULED_SELECT} WHERE s.status = 'pending' AND s.run_at <= ? ORDER BY s.run_at, s.id"
-        ))
-        .bind(format_time(now))
-        .fetch_all(&self.sqlite()?.pool)
-        .await?;
-        rows.iter().map(scheduled_from).collect()
+        on!(self, db => db.due_scheduled(now).await)
     }
 
     /// Cancels a pending change.
@@ -948,49 +719,23 @@ impl Store {
         action: &str,
         meta: &ChangeMeta,
     ) -> Result<Committed<ScheduledChange>> {
-        let db = self.sqlite()?;
-        let _guard = db.write.lock().await;
-        let mut tx = db.pool.begin().await?;
-        let before = scheduled_row(&mut tx, id)
-            .await
-            .ok()
-            .filter(|s| s.workspace == ws)
-            .ok_or_else(|| not_found(Kind::ScheduledChange, &id.to_string()))?;
-        if before.status != ScheduleStatus::Pending {
-            return Err(state_error(
-                Kind::ScheduledChange,
-                &id.to_string(),
-                &format!("is already {}", before.status.as_str()),
-            ));
-        }
-        sqlx::query("UPDATE scheduled_changes SET status = ?, finished_at = ?, outcome = ? WHERE id = ?")
-            .bind(status.as_str())
-            .bind(crate::now())
-            .bind(&outcome)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let after = scheduled_row(&mut tx, id).await?;
-        let change_id = SqliteStore::record(
-            &mut tx,
-            NewChange {
-                meta,
-                action,
-                workspace: Some(ws),
-                kind: Kind::ScheduledChange,
-                key: &id.to_string(),
-                environment: Some(&after.environment),
-                before: Some(json(&before)),
-                after: Some(json(&after)),
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(committed(after, change_id))
+        on!(self, db => db.finish_scheduled(ws, id, status, outcome.as_deref(), action, meta).await)
     }
 }
 
-// ---------------------------------------------------------------- SQLite
+/// Targeting of a flag not yet configured in an environment: off, no rules.
+fn off_targeting(enabled: bool) -> Targeting {
+    Targeting {
+        enabled,
+        off_variation: None,
+        prerequisites: Vec::new(),
+        rules: Vec::new(),
+        default_serve: None,
+        salt: None,
+    }
+}
+
+// ------------------------------------------------------------------- SQL
 
 const PLAN_SELECT: &str = "SELECT p.*, w.key AS ws_key, e.key AS env_key FROM rollout_plans p
      JOIN workspaces w ON w.id = p.workspace_id JOIN environments e ON e.id = p.environment_id";
@@ -998,184 +743,445 @@ const PLAN_SELECT: &str = "SELECT p.*, w.key AS ws_key, e.key AS env_key FROM ro
 const SCHEDULED_SELECT: &str = "SELECT s.*, w.key AS ws_key, e.key AS env_key FROM scheduled_changes s
      JOIN workspaces w ON w.id = s.workspace_id JOIN environments e ON e.id = s.environment_id";
 
-pub(crate) fn json<T: Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
-}
-
-pub(crate) fn not_found(kind: Kind, key: &str) -> StoreError {
-    StoreError::NotFound {
-        kind,
-        key: key.to_owned(),
-    }
-}
-
-pub(crate) fn state_error(kind: Kind, key: &str, detail: &str) -> StoreError {
-    StoreError::State {
-        kind,
-        key: key.to_owned(),
-        detail: detail.to_owned(),
-    }
-}
-
-pub(crate) fn committed<T>(value: T, change_id: i64) -> Committed<T> {
-    Committed {
-        value,
-        change_id,
-        snapshots: Vec::new(),
-        removed_environments: Vec::new(),
-    }
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
-}
-
-/// The workspace and environment ids, or which of the two does not exist.
-pub(crate) async fn ids(conn: &mut SqliteConnection, ws: &str, env: &str) -> Result<(i64, i64)> {
-    let ws_id: i64 = sqlx::query("SELECT id FROM workspaces WHERE key = ?")
-        .bind(ws)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| not_found(Kind::Workspace, ws))?
-        .try_get("id")?;
-    let env_id: i64 = sqlx::query("SELECT id FROM environments WHERE workspace_id = ? AND key = ?")
-        .bind(ws_id)
-        .bind(env)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| not_found(Kind::Environment, env))?
-        .try_get("id")?;
-    Ok((ws_id, env_id))
-}
-
-async fn plan_row(conn: &mut SqliteConnection, ws_id: i64, env_id: i64, flag: &str) -> Result<Option<PlanRecord>> {
-    // sql-format: `PLAN_SELECT` is the fixed query constant; values are bound.
-    sqlx::query(&format!(
-        "{PLAN_SELECT} WHERE p.workspace_id = ? AND p.environment_id = ? AND p.flag_key = ?"
-    ))
-    .bind(ws_id)
-    .bind(env_id)
-    .bind(flag)
-    .fetch_optional(&mut *conn)
-    .await?
-    .as_ref()
-    .map(plan_from)
-    .transpose()
-}
-
-fn plan_from(row: &SqliteRow) -> Result<PlanRecord> {
-    let definition: String = row.try_get("definition")?;
-    let status: String = row.try_get("status")?;
-    let monitors: String = row.try_get("monitors")?;
+/// A plan from its columns (read the same way from either backend's row).
+fn plan_from(row: &impl ColumnRead) -> Result<PlanRecord> {
+    let definition: String = row.text("definition")?;
+    let status: String = row.text("status")?;
+    let monitors: String = row.text("monitors")?;
     Ok(PlanRecord {
-        workspace: row.try_get("ws_key")?,
-        environment: row.try_get("env_key")?,
-        flag: row.try_get("flag_key")?,
+        workspace: row.text("ws_key")?,
+        environment: row.text("env_key")?,
+        flag: row.text("flag_key")?,
         plan: serde_json::from_str(&definition).map_err(|e| corrupt("rollout plan", e))?,
         status: PlanStatus::parse(&status).ok_or_else(|| corrupt("rollout status", &status))?,
-        stage: row.try_get::<Option<i64>, _>("stage")?.map(|s| s.max(0) as usize),
-        stage_started_at: row.try_get("stage_started_at")?,
+        stage: row.opt_int("stage")?.map(|s| s.max(0) as usize),
+        stage_started_at: row.opt_text("stage_started_at")?,
         monitors: serde_json::from_str(&monitors).map_err(|e| corrupt("rollout monitors", e))?,
-        status_reason: row.try_get("status_reason")?,
-        version: row.try_get("version")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        status_reason: row.opt_text("status_reason")?,
+        version: row.int("version")?,
+        created_at: row.text("created_at")?,
+        updated_at: row.text("updated_at")?,
     })
 }
 
-async fn put_plan(
-    db: &SqliteStore,
-    ws: &str,
-    flag: &str,
-    env: &str,
-    plan: &RolloutPlan,
-    expected: Option<i64>,
-    meta: &ChangeMeta,
-) -> Result<Committed<PlanRecord>> {
-    let _guard = db.write.lock().await;
-    let mut tx = db.pool.begin().await?;
-    let (ws_id, env_id) = ids(&mut tx, ws, env).await?;
-    let before = plan_row(&mut tx, ws_id, env_id, flag).await?;
-    if let Some(b) = &before {
-        if let Some(v) = expected
-            && v != b.version
-        {
-            return Err(StoreError::VersionMismatch { current: b.version });
-        }
-        if b.status == PlanStatus::Running {
-            return Err(state_error(
-                Kind::RolloutPlan,
-                flag,
-                "is running; pause it before changing the plan",
-            ));
-        }
-    }
-    let at = crate::now();
-    sqlx::query(
-        "INSERT INTO rollout_plans (workspace_id, environment_id, flag_key, definition, status, stage,
-             stage_started_at, monitors, status_reason, version, created_at, updated_at)
-         VALUES (?, ?, ?, ?, 'draft', NULL, NULL, '{}', NULL, 1, ?, ?)
-         ON CONFLICT (environment_id, flag_key) DO UPDATE SET definition = excluded.definition,
-             status = 'draft', stage = NULL, stage_started_at = NULL, monitors = '{}', status_reason = NULL,
-             version = rollout_plans.version + 1, updated_at = excluded.updated_at",
-    )
-    .bind(ws_id)
-    .bind(env_id)
-    .bind(flag)
-    .bind(json(plan).to_string())
-    .bind(&at)
-    .bind(&at)
-    .execute(&mut *tx)
-    .await?;
-    let after = plan_row(&mut tx, ws_id, env_id, flag)
-        .await?
-        .ok_or_else(|| not_found(Kind::RolloutPlan, flag))?;
-    let change_id = SqliteStore::record(
-        &mut tx,
-        NewChange {
-            meta,
-            action: if before.is_some() { "update" } else { "create" },
-            workspace: Some(ws),
-            kind: Kind::RolloutPlan,
-            key: flag,
-            environment: Some(env),
-            before: before.as_ref().map(|b| json(&b.plan)),
-            after: Some(json(&after.plan)),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(committed(after, change_id))
-}
-
-async fn scheduled_row(conn: &mut SqliteConnection, id: i64) -> Result<ScheduledChange> {
-    // sql-format: `SCHEDULED_SELECT` is the fixed query constant; values are bound.
-    let row = sqlx::query(&format!("{SCHEDULED_SELECT} WHERE s.id = ?"))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| not_found(Kind::ScheduledChange, &id.to_string()))?;
-    scheduled_from(&row)
-}
-
-fn scheduled_from(row: &SqliteRow) -> Result<ScheduledChange> {
-    let change: String = row.try_get("change")?;
-    let status: String = row.try_get("status")?;
+fn scheduled_from(row: &impl ColumnRead) -> Result<ScheduledChange> {
+    let change: String = row.text("change")?;
+    let status: String = row.text("status")?;
     Ok(ScheduledChange {
-        id: row.try_get("id")?,
-        workspace: row.try_get("ws_key")?,
-        environment: row.try_get("env_key")?,
-        flag: row.try_get("flag_key")?,
-        run_at: row.try_get("run_at")?,
+        id: row.int("id")?,
+        workspace: row.text("ws_key")?,
+        environment: row.text("env_key")?,
+        flag: row.text("flag_key")?,
+        run_at: row.text("run_at")?,
         change: serde_json::from_str(&change).map_err(|e| corrupt("scheduled change", e))?,
         status: ScheduleStatus::parse(&status).ok_or_else(|| corrupt("scheduled status", &status))?,
-        created_by: row.try_get("created_by")?,
-        reason: row.try_get("reason")?,
-        created_at: row.try_get("created_at")?,
-        finished_at: row.try_get("finished_at")?,
-        outcome: row.try_get("outcome")?,
+        created_by: row.text("created_by")?,
+        reason: row.opt_text("reason")?,
+        created_at: row.text("created_at")?,
+        finished_at: row.opt_text("finished_at")?,
+        outcome: row.opt_text("outcome")?,
     })
 }
+
+fn restore_from(row: &impl ColumnRead) -> Result<RestoreEvent> {
+    let at: String = row.text("at")?;
+    let since: Option<String> = row.opt_text("since")?;
+    let seconds = since
+        .as_deref()
+        .and_then(parse_time)
+        .zip(parse_time(&at))
+        .map(|(s, a)| (a - s).num_milliseconds() as f64 / 1000.0);
+    Ok(RestoreEvent {
+        flag: row.text("key")?,
+        environment: row.opt_text("environment")?.unwrap_or_default(),
+        action: row.text("action")?,
+        actor: row.text("actor")?,
+        at,
+        since,
+        seconds_to_restore: seconds,
+    })
+}
+
+/// The audit summary of a plan's progress: status and stage, not the
+/// running statistics (the monitors change on every look).
+fn progress_summary(r: &PlanRecord) -> Value {
+    serde_json::json!({"status": r.status, "stage": r.stage, "status_reason": r.status_reason})
+}
+
+/// The SQL of rollout plans and scheduled changes for one backend. The
+/// statements are written once, in the SQL both dialects accept (`$n`
+/// parameters, `RETURNING`, `ON CONFLICT`), and instantiated below for
+/// SQLite and PostgreSQL; each backend provides `begin_write`, `record`,
+/// `finish` and `pool`.
+macro_rules! rollout_sql {
+    ($store:ty, $conn:ty) => {
+        impl $store {
+            async fn put_plan(
+                &self,
+                ws: &str,
+                flag: &str,
+                env: &str,
+                plan: &RolloutPlan,
+                expected: Option<i64>,
+                meta: &ChangeMeta,
+            ) -> Result<Committed<PlanRecord>> {
+                let (_guard, mut tx) = self.begin_write().await?;
+                let (ws_id, env_id) = Self::ids(&mut tx, ws, env).await?;
+                let before = Self::plan_row(&mut tx, ws_id, env_id, flag).await?;
+                if let Some(b) = &before {
+                    check_version(expected, b.version)?;
+                    if b.status == PlanStatus::Running {
+                        return Err(state_error(
+                            Kind::RolloutPlan,
+                            flag,
+                            "is running; pause it before changing the plan",
+                        ));
+                    }
+                }
+                let at = crate::now();
+                sqlx::query(
+                    "INSERT INTO rollout_plans (workspace_id, environment_id, flag_key, definition, status, stage,
+                         stage_started_at, monitors, status_reason, version, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, 'draft', NULL, NULL, '{}', NULL, 1, $5, $5)
+                     ON CONFLICT (environment_id, flag_key) DO UPDATE SET definition = excluded.definition,
+                         status = 'draft', stage = NULL, stage_started_at = NULL, monitors = '{}', status_reason = NULL,
+                         version = rollout_plans.version + 1, updated_at = excluded.updated_at",
+                )
+                .bind(ws_id)
+                .bind(env_id)
+                .bind(flag)
+                .bind(json(plan).to_string())
+                .bind(&at)
+                .execute(&mut *tx)
+                .await?;
+                let after = Self::plan_row(&mut tx, ws_id, env_id, flag)
+                    .await?
+                    .ok_or_else(|| not_found(Kind::RolloutPlan, flag))?;
+                let change_id = Self::record(
+                    &mut tx,
+                    NewChange {
+                        meta,
+                        action: if before.is_some() { "update" } else { "create" },
+                        workspace: Some(ws),
+                        kind: Kind::RolloutPlan,
+                        key: flag,
+                        environment: Some(env),
+                        before: before.as_ref().map(|b| json(&b.plan)),
+                        after: Some(json(&after.plan)),
+                    },
+                )
+                .await?;
+                Self::finish(tx, committed(after, change_id)).await
+            }
+
+            async fn get_plan(&self, ws: &str, flag: &str, env: &str) -> Result<PlanRecord> {
+                let mut conn = self.pool.acquire().await?;
+                let (ws_id, env_id) = Self::ids(&mut conn, ws, env).await?;
+                Self::plan_row(&mut conn, ws_id, env_id, flag)
+                    .await?
+                    .ok_or_else(|| not_found(Kind::RolloutPlan, flag))
+            }
+
+            async fn list_plans(&self, ws: Option<&str>, status: Option<PlanStatus>) -> Result<Vec<PlanRecord>> {
+                // sql-format: `PLAN_SELECT` is the fixed query constant; values are bound.
+                let rows = sqlx::query(&format!(
+                    "{PLAN_SELECT} WHERE ($1 IS NULL OR w.key = $1) AND ($2 IS NULL OR p.status = $2) ORDER BY p.id"
+                ))
+                .bind(ws)
+                .bind(status.map(PlanStatus::as_str))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(plan_from).collect()
+            }
+
+            async fn delete_plan(&self, ws: &str, flag: &str, env: &str, meta: &ChangeMeta) -> Result<Committed<()>> {
+                let (_guard, mut tx) = self.begin_write().await?;
+                let (ws_id, env_id) = Self::ids(&mut tx, ws, env).await?;
+                let rec = Self::plan_row(&mut tx, ws_id, env_id, flag)
+                    .await?
+                    .ok_or_else(|| not_found(Kind::RolloutPlan, flag))?;
+                if rec.status == PlanStatus::Running {
+                    return Err(state_error(Kind::RolloutPlan, flag, "is running; pause it first"));
+                }
+                sqlx::query("DELETE FROM rollout_plans WHERE environment_id = $1 AND flag_key = $2")
+                    .bind(env_id)
+                    .bind(flag)
+                    .execute(&mut *tx)
+                    .await?;
+                let change_id = Self::record(
+                    &mut tx,
+                    NewChange {
+                        meta,
+                        action: "delete",
+                        workspace: Some(ws),
+                        kind: Kind::RolloutPlan,
+                        key: flag,
+                        environment: Some(env),
+                        before: Some(json(&rec)),
+                        after: None,
+                    },
+                )
+                .await?;
+                Self::finish(tx, committed((), change_id)).await
+            }
+
+            #[expect(clippy::too_many_arguments, reason = "one plan write, named parts")]
+            async fn set_plan_progress(
+                &self,
+                ws: &str,
+                flag: &str,
+                env: &str,
+                expected: i64,
+                progress: &PlanProgress,
+                action: &str,
+                meta: &ChangeMeta,
+            ) -> Result<Committed<PlanRecord>> {
+                let (_guard, mut tx) = self.begin_write().await?;
+                let (ws_id, env_id) = Self::ids(&mut tx, ws, env).await?;
+                let before = Self::plan_row(&mut tx, ws_id, env_id, flag)
+                    .await?
+                    .ok_or_else(|| not_found(Kind::RolloutPlan, flag))?;
+                check_version(Some(expected), before.version)?;
+                sqlx::query(
+                    "UPDATE rollout_plans SET status = $1, stage = $2, stage_started_at = $3, monitors = $4,
+                         status_reason = $5, version = version + 1, updated_at = $6
+                     WHERE environment_id = $7 AND flag_key = $8",
+                )
+                .bind(progress.status.as_str())
+                .bind(progress.stage.map(|s| s as i64))
+                .bind(&progress.stage_started_at)
+                .bind(progress.monitors.to_string())
+                .bind(&progress.status_reason)
+                .bind(crate::now())
+                .bind(env_id)
+                .bind(flag)
+                .execute(&mut *tx)
+                .await?;
+                let after = Self::plan_row(&mut tx, ws_id, env_id, flag)
+                    .await?
+                    .ok_or_else(|| not_found(Kind::RolloutPlan, flag))?;
+                let change_id = Self::record(
+                    &mut tx,
+                    NewChange {
+                        meta,
+                        action,
+                        workspace: Some(ws),
+                        kind: Kind::RolloutPlan,
+                        key: flag,
+                        environment: Some(env),
+                        before: Some(progress_summary(&before)),
+                        after: Some(progress_summary(&after)),
+                    },
+                )
+                .await?;
+                Self::finish(tx, committed(after, change_id)).await
+            }
+
+            async fn save_plan_monitors(&self, ws: &str, flag: &str, env: &str, monitors: &Value) -> Result<()> {
+                let (_guard, mut tx) = self.begin_write().await?;
+                let (_, env_id) = Self::ids(&mut tx, ws, env).await?;
+                sqlx::query("UPDATE rollout_plans SET monitors = $1 WHERE environment_id = $2 AND flag_key = $3")
+                    .bind(monitors.to_string())
+                    .bind(env_id)
+                    .bind(flag)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn restore_events(&self, ws: &str) -> Result<Vec<RestoreEvent>> {
+                let rows = sqlx::query(
+                    "SELECT c.at, c.actor, c.action, c.key, c.environment,
+                            (SELECT p.at FROM changes p WHERE p.workspace = c.workspace AND p.kind = 'flag'
+                                AND p.key = c.key AND (p.environment = c.environment OR p.environment IS NULL)
+                                AND p.id < c.id AND p.action NOT IN ('kill', 'turn_off', 'rollout_rollback')
+                              ORDER BY p.id DESC LIMIT 1) AS since
+                     FROM changes c WHERE c.workspace = $1 AND c.kind = 'flag'
+                         AND c.action IN ('kill', 'rollout_rollback')
+                     ORDER BY c.id",
+                )
+                .bind(ws)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(restore_from).collect()
+            }
+
+            async fn schedule_change(
+                &self,
+                ws: &str,
+                flag: &str,
+                env: &str,
+                run_at: DateTime<Utc>,
+                change: &FlagChange,
+                meta: &ChangeMeta,
+            ) -> Result<Committed<ScheduledChange>> {
+                let (_guard, mut tx) = self.begin_write().await?;
+                let (ws_id, env_id) = Self::ids(&mut tx, ws, env).await?;
+                let id: i64 = sqlx::query(
+                    "INSERT INTO scheduled_changes (workspace_id, environment_id, flag_key, run_at, change, status,
+                         created_by, reason, created_at)
+                     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8) RETURNING id",
+                )
+                .bind(ws_id)
+                .bind(env_id)
+                .bind(flag)
+                .bind(format_time(run_at))
+                .bind(json(change).to_string())
+                .bind(&meta.actor)
+                .bind(&meta.reason)
+                .bind(crate::now())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("id")?;
+                let rec = Self::scheduled_row(&mut tx, id).await?;
+                let change_id = Self::record(
+                    &mut tx,
+                    NewChange {
+                        meta,
+                        action: "create",
+                        workspace: Some(ws),
+                        kind: Kind::ScheduledChange,
+                        key: &id.to_string(),
+                        environment: Some(env),
+                        before: None,
+                        after: Some(json(&rec)),
+                    },
+                )
+                .await?;
+                Self::finish(tx, committed(rec, change_id)).await
+            }
+
+            async fn list_scheduled(&self, ws: &str, status: Option<ScheduleStatus>) -> Result<Vec<ScheduledChange>> {
+                let mut conn = self.pool.acquire().await?;
+                Self::ws_id(&mut conn, ws).await?;
+                // sql-format: `SCHEDULED_SELECT` is the fixed query constant; values are bound.
+                let rows = sqlx::query(&format!(
+                    "{SCHEDULED_SELECT} WHERE w.key = $1 AND ($2 IS NULL OR s.status = $2) ORDER BY s.run_at, s.id"
+                ))
+                .bind(ws)
+                .bind(status.map(ScheduleStatus::as_str))
+                .fetch_all(&mut *conn)
+                .await?;
+                rows.iter().map(scheduled_from).collect()
+            }
+
+            async fn get_scheduled(&self, id: i64) -> Result<ScheduledChange> {
+                let mut conn = self.pool.acquire().await?;
+                Self::scheduled_row(&mut conn, id).await
+            }
+
+            async fn due_scheduled(&self, now: DateTime<Utc>) -> Result<Vec<ScheduledChange>> {
+                // sql-format: `SCHEDULED_SELECT` is the fixed query constant; values are bound.
+                let rows = sqlx::query(&format!(
+                    "{SCHEDULED_SELECT} WHERE s.status = 'pending' AND s.run_at <= $1 ORDER BY s.run_at, s.id"
+                ))
+                .bind(format_time(now))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(scheduled_from).collect()
+            }
+
+            async fn finish_scheduled(
+                &self,
+                ws: &str,
+                id: i64,
+                status: ScheduleStatus,
+                outcome: Option<&str>,
+                action: &str,
+                meta: &ChangeMeta,
+            ) -> Result<Committed<ScheduledChange>> {
+                let (_guard, mut tx) = self.begin_write().await?;
+                let before = Self::scheduled_row(&mut tx, id)
+                    .await
+                    .ok()
+                    .filter(|s| s.workspace == ws)
+                    .ok_or_else(|| not_found(Kind::ScheduledChange, &id.to_string()))?;
+                if before.status != ScheduleStatus::Pending {
+                    return Err(state_error(
+                        Kind::ScheduledChange,
+                        &id.to_string(),
+                        &format!("is already {}", before.status.as_str()),
+                    ));
+                }
+                sqlx::query("UPDATE scheduled_changes SET status = $1, finished_at = $2, outcome = $3 WHERE id = $4")
+                    .bind(status.as_str())
+                    .bind(crate::now())
+                    .bind(outcome)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let after = Self::scheduled_row(&mut tx, id).await?;
+                let change_id = Self::record(
+                    &mut tx,
+                    NewChange {
+                        meta,
+                        action,
+                        workspace: Some(ws),
+                        kind: Kind::ScheduledChange,
+                        key: &id.to_string(),
+                        environment: Some(&after.environment),
+                        before: Some(json(&before)),
+                        after: Some(json(&after)),
+                    },
+                )
+                .await?;
+                Self::finish(tx, committed(after, change_id)).await
+            }
+
+            /// The workspace's id, or `NotFound`.
+            pub(crate) async fn ws_id(conn: &mut $conn, ws: &str) -> Result<i64> {
+                Ok(sqlx::query("SELECT id FROM workspaces WHERE key = $1")
+                    .bind(ws)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .ok_or_else(|| not_found(Kind::Workspace, ws))?
+                    .try_get("id")?)
+            }
+
+            /// The workspace and environment ids, or which of the two does not exist.
+            pub(crate) async fn ids(conn: &mut $conn, ws: &str, env: &str) -> Result<(i64, i64)> {
+                let ws_id = Self::ws_id(conn, ws).await?;
+                let env_id: i64 = sqlx::query("SELECT id FROM environments WHERE workspace_id = $1 AND key = $2")
+                    .bind(ws_id)
+                    .bind(env)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .ok_or_else(|| not_found(Kind::Environment, env))?
+                    .try_get("id")?;
+                Ok((ws_id, env_id))
+            }
+
+            async fn plan_row(conn: &mut $conn, ws_id: i64, env_id: i64, flag: &str) -> Result<Option<PlanRecord>> {
+                // sql-format: `PLAN_SELECT` is the fixed query constant; values are bound.
+                sqlx::query(&format!(
+                    "{PLAN_SELECT} WHERE p.workspace_id = $1 AND p.environment_id = $2 AND p.flag_key = $3"
+                ))
+                .bind(ws_id)
+                .bind(env_id)
+                .bind(flag)
+                .fetch_optional(&mut *conn)
+                .await?
+                .as_ref()
+                .map(plan_from)
+                .transpose()
+            }
+
+            async fn scheduled_row(conn: &mut $conn, id: i64) -> Result<ScheduledChange> {
+                // sql-format: `SCHEDULED_SELECT` is the fixed query constant; values are bound.
+                let row = sqlx::query(&format!("{SCHEDULED_SELECT} WHERE s.id = $1"))
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .ok_or_else(|| not_found(Kind::ScheduledChange, &id.to_string()))?;
+                scheduled_from(&row)
+            }
+        }
+    };
+}
+
+rollout_sql!(crate::sqlite::SqliteStore, sqlx::SqliteConnection);
+rollout_sql!(crate::postgres::PgStore, sqlx::PgConnection);
 
 #[cfg(test)]
 mod tests {

@@ -62,6 +62,26 @@ impl SqliteStore {
         })
     }
 
+    /// Starts a write: takes the in-process write lock, then a transaction.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<(
+        tokio::sync::MutexGuard<'_, ()>,
+        sqlx::Transaction<'static, sqlx::Sqlite>,
+    )> {
+        let guard = self.write.lock().await;
+        Ok((guard, self.pool.begin().await?))
+    }
+
+    /// Commits a write (one process: nobody else to tell).
+    pub(crate) async fn finish<T>(
+        tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+        committed: Committed<T>,
+    ) -> Result<Committed<T>> {
+        tx.commit().await?;
+        Ok(committed)
+    }
+
     /// In-process leadership: a SQLite database has one process.
     pub(crate) fn try_lead(&self, name: &str) -> Option<Leadership> {
         let fresh = self

@@ -3,7 +3,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sextant_store::ChangeMeta;
 
-use crate::support::{ADMIN, TestServer};
+use crate::support::{ADMIN, Backend, TestServer};
 
 const EXPERIMENTS: &str = "/api/v1/workspaces/default/experiments";
 
@@ -96,9 +96,8 @@ fn within(ci: &Value, truth: f64) -> bool {
     ci["lower"].as_f64().unwrap() <= truth && truth <= ci["upper"].as_f64().unwrap()
 }
 
-#[tokio::test]
-async fn a_simulated_effect_is_recovered_within_the_reported_intervals() {
-    let s = TestServer::start().await;
+async fn a_simulated_effect_is_recovered_within_the_reported_intervals(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     create(&s, json!({})).await;
     let r = s.post(&format!("{EXPERIMENTS}/checkout-button/start"), json!({})).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -135,9 +134,8 @@ async fn a_simulated_effect_is_recovered_within_the_reported_intervals() {
     assert_eq!(again.body["experiment"]["significant_at"], e["significant_at"]);
 }
 
-#[tokio::test]
-async fn a_sequential_analysis_reports_wider_always_valid_intervals_that_still_cover_the_effect() {
-    let s = TestServer::start().await;
+async fn a_sequential_analysis_reports_wider_always_valid_intervals_that_still_cover_the_effect(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     create(&s, json!({"analysis": "sequential"})).await;
     s.post(&format!("{EXPERIMENTS}/checkout-button/start"), json!({})).await;
     simulate(&s, 20_000, 8).await;
@@ -178,9 +176,8 @@ async fn simulate_with_history(s: &TestServer, units: u32, seed: u64) {
     s.state.store.rollup_events(1_000).await.unwrap();
 }
 
-#[tokio::test]
-async fn cuped_with_a_pre_period_recovers_the_effect_with_a_narrower_interval() {
-    let s = TestServer::start().await;
+async fn cuped_with_a_pre_period_recovers_the_effect_with_a_narrower_interval(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     let extra = json!({"primary_metric": "revenue", "guardrails": ["errors"], "pre_period_days": 7,
         "planned_sample_size": 4000});
     create(&s, extra).await;
@@ -209,9 +206,8 @@ async fn cuped_with_a_pre_period_recovers_the_effect_with_a_narrower_interval() 
     assert!(r.body["experiment"]["significant_at"].is_string());
 }
 
-#[tokio::test]
-async fn without_a_pre_period_results_say_cuped_was_not_applied() {
-    let s = TestServer::start().await;
+async fn without_a_pre_period_results_say_cuped_was_not_applied(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     create(&s, json!({})).await;
     s.post(&format!("{EXPERIMENTS}/checkout-button/start"), json!({})).await;
     simulate(&s, 1_000, 3).await;
@@ -221,9 +217,8 @@ async fn without_a_pre_period_results_say_cuped_was_not_applied() {
     assert_eq!(cuped["reason"], "no pre-period configured (pre_period_days = 0)");
 }
 
-#[tokio::test]
-async fn a_fixed_horizon_result_is_not_significant_before_the_planned_sample_size() {
-    let s = TestServer::start().await;
+async fn a_fixed_horizon_result_is_not_significant_before_the_planned_sample_size(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     create(&s, json!({"planned_sample_size": 100_000})).await;
     s.post(&format!("{EXPERIMENTS}/checkout-button/start"), json!({})).await;
     simulate(&s, 20_000, 8).await;
@@ -233,9 +228,8 @@ async fn a_fixed_horizon_result_is_not_significant_before_the_planned_sample_siz
     assert_eq!(r.body["experiment"]["significant_at"], Value::Null);
 }
 
-#[tokio::test]
-async fn a_started_experiment_is_frozen_and_a_decision_needs_a_product_owner_and_a_learning() {
-    let s = TestServer::start().await;
+async fn a_started_experiment_is_frozen_and_a_decision_needs_a_product_owner_and_a_learning(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     create(&s, json!({})).await;
     let one = format!("{EXPERIMENTS}/checkout-button");
     let r = s
@@ -317,9 +311,8 @@ async fn a_started_experiment_is_frozen_and_a_decision_needs_a_product_owner_and
     assert_eq!(learnings.len(), 1);
 }
 
-#[tokio::test]
-async fn an_invalid_experiment_names_every_wrong_field() {
-    let s = TestServer::start().await;
+async fn an_invalid_experiment_names_every_wrong_field(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     s.flag("checkout", "production").await;
     metrics(&s).await;
     let bad = experiment(json!({
@@ -372,3 +365,13 @@ async fn an_invalid_experiment_names_every_wrong_field() {
         .await
         .assert_problem(409, "experiment_exists");
 }
+
+crate::backend_tests!(
+    a_simulated_effect_is_recovered_within_the_reported_intervals,
+    a_sequential_analysis_reports_wider_always_valid_intervals_that_still_cover_the_effect,
+    cuped_with_a_pre_period_recovers_the_effect_with_a_narrower_interval,
+    without_a_pre_period_results_say_cuped_was_not_applied,
+    a_fixed_horizon_result_is_not_significant_before_the_planned_sample_size,
+    a_started_experiment_is_frozen_and_a_decision_needs_a_product_owner_and_a_learning,
+    an_invalid_experiment_names_every_wrong_field,
+);

@@ -13,38 +13,7 @@ use crate::support::{Sse, TestServer};
 
 /// A fresh PostgreSQL database's URL, or `None` (skipped).
 async fn database() -> Option<String> {
-    let from = |var: &str| std::env::var(var).ok().filter(|u| u.starts_with("postgres"));
-    let Some(admin) = from("SEXTANT_TEST_POSTGRES_URL").or_else(|| from("DATABASE_URL")) else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but no PostgreSQL: set SEXTANT_TEST_POSTGRES_URL (scripts/test does)"
-        );
-        eprintln!("skipped: needs SEXTANT_TEST_POSTGRES_URL");
-        return None;
-    };
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let name = format!(
-        "sextant_test_srv_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    let mut conn = admin
-        .parse::<sqlx::postgres::PgConnectOptions>()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} does not answer: {e}"));
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        sqlx::raw_sql(&sql).execute(&mut conn).await.unwrap();
-    }
-    let scheme_end = admin.find("://").map_or(0, |i| i + 3);
-    let end = admin[scheme_end..]
-        .find(['/', '?'])
-        .map_or(admin.len(), |i| scheme_end + i);
-    Some(format!("{}/{name}", &admin[..end]))
+    crate::support::postgres_database().await
 }
 
 /// Runs SQL on the database behind the servers' backs.

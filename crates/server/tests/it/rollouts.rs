@@ -8,7 +8,7 @@ use sextant_server::scheduler::{self, Clock};
 use sextant_server::{AppState, Config};
 use sextant_store::{ChangeMeta, Store};
 
-use crate::support::{ADMIN, TestServer};
+use crate::support::{ADMIN, Backend, TestServer};
 
 const PLAN: &str = "/api/v1/workspaces/default/flags/checkout/environments/production/rollout";
 
@@ -46,9 +46,8 @@ async fn start(s: &TestServer) {
     assert_eq!(r.body["status"], "running");
 }
 
-#[tokio::test]
-async fn a_plan_advances_only_after_each_hold_and_completes_at_100_percent() {
-    let s = TestServer::start().await;
+async fn a_plan_advances_only_after_each_hold_and_completes_at_100_percent(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     start(&s).await;
     let t0 = t("2030-01-07T10:00:00Z");
     let r = scheduler::tick(&s.state, t0).await.unwrap();
@@ -83,9 +82,8 @@ async fn a_plan_advances_only_after_each_hold_and_completes_at_100_percent() {
     );
 }
 
-#[tokio::test]
-async fn raising_a_stage_never_moves_a_unit_off_treatment() {
-    let s = TestServer::start().await;
+async fn raising_a_stage_never_moves_a_unit_off_treatment(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     start(&s).await;
     let token = s.server_token("production").await;
     let on_units = |s: &TestServer, token: String| {
@@ -119,9 +117,8 @@ async fn raising_a_stage_never_moves_a_unit_off_treatment() {
     assert!((60..=140).contains(&at_25.len()), "{}", at_25.len());
 }
 
-#[tokio::test]
-async fn a_schedule_holds_advancing_until_its_start_and_within_business_hours() {
-    let s = TestServer::start().await;
+async fn a_schedule_holds_advancing_until_its_start_and_within_business_hours(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     s.flag("checkout", "production").await;
     let schedule = json!({"schedule": {"start_at": "2030-01-08T00:00:00Z",
         "business_hours": {"from": "09:00", "to": "17:00"}}});
@@ -150,9 +147,8 @@ async fn a_schedule_holds_advancing_until_its_start_and_within_business_hours() 
     assert_eq!(r.advanced.len(), 1);
 }
 
-#[tokio::test]
-async fn an_invalid_plan_names_every_wrong_field() {
-    let s = TestServer::start().await;
+async fn an_invalid_plan_names_every_wrong_field(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     s.flag("checkout", "production").await;
     let bad = json!({"control": "off", "treatment": "maybe",
         "stages": [{"percent": 50}, {"percent": 10}],
@@ -179,9 +175,8 @@ async fn an_invalid_plan_names_every_wrong_field() {
     s.get(PLAN).await.assert_problem(404, "rollout_plan_not_found");
 }
 
-#[tokio::test]
-async fn a_running_plan_cannot_be_replaced_or_started_twice() {
-    let s = TestServer::start().await;
+async fn a_running_plan_cannot_be_replaced_or_started_twice(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     start(&s).await;
     s.call(Method::PUT, PLAN, ADMIN, Some(json!({"plan": plan(json!({}))})))
         .await
@@ -204,9 +199,8 @@ async fn a_running_plan_cannot_be_replaced_or_started_twice() {
     assert_eq!(r.body["status"], "running");
 }
 
-#[tokio::test]
-async fn engineers_kill_in_production_and_sdks_hear_it_and_the_rollout_ends() {
-    let s = TestServer::start().await;
+async fn engineers_kill_in_production_and_sdks_hear_it_and_the_rollout_ends(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     start(&s).await;
     scheduler::tick(&s.state, t("2030-01-07T10:00:00Z")).await.unwrap();
     let engineer = s.token(json!({"kind": "admin", "role": "engineer"})).await;
@@ -250,9 +244,8 @@ async fn engineers_kill_in_production_and_sdks_hear_it_and_the_rollout_ends() {
     assert_eq!(audit.body["entries"][0]["reason"], "errors spiking");
 }
 
-#[tokio::test]
-async fn a_plan_whose_flag_was_turned_off_ends_as_killed() {
-    let s = TestServer::start().await;
+async fn a_plan_whose_flag_was_turned_off_ends_as_killed(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     start(&s).await;
     scheduler::tick(&s.state, t("2030-01-07T10:00:00Z")).await.unwrap();
     s.toggle("checkout", "production", false).await;
@@ -261,9 +254,8 @@ async fn a_plan_whose_flag_was_turned_off_ends_as_killed() {
     assert_eq!(s.get(PLAN).await.body["status"], "killed");
 }
 
-#[tokio::test]
-async fn scheduled_changes_apply_at_their_time_and_can_be_cancelled() {
-    let s = TestServer::start().await;
+async fn scheduled_changes_apply_at_their_time_and_can_be_cancelled(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     s.flag("checkout", "production").await;
     let url = "/api/v1/workspaces/default/scheduled-changes";
     let off = s
@@ -446,9 +438,8 @@ async fn guarded(s: &TestServer, on_breach: &str) {
     assert_eq!(treatment_weight(s).await, Some(1_000));
 }
 
-#[tokio::test]
-async fn a_degrading_treatment_is_rolled_back_at_the_next_evaluation_with_the_reason_recorded() {
-    let s = TestServer::start().await;
+async fn a_degrading_treatment_is_rolled_back_at_the_next_evaluation_with_the_reason_recorded(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     guarded(&s, "rollback").await;
     simulate(&s, 4_000, 30).await;
     let r = scheduler::tick(&s.state, t("2030-01-07T10:00:30Z")).await.unwrap();
@@ -470,9 +461,8 @@ async fn a_degrading_treatment_is_rolled_back_at_the_next_evaluation_with_the_re
     assert!(r.advanced.is_empty());
 }
 
-#[tokio::test]
-async fn a_degrading_treatment_pauses_a_plan_whose_action_is_pause() {
-    let s = TestServer::start().await;
+async fn a_degrading_treatment_pauses_a_plan_whose_action_is_pause(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     guarded(&s, "pause").await;
     simulate(&s, 4_000, 30).await;
     scheduler::tick(&s.state, t("2030-01-07T10:00:30Z")).await.unwrap();
@@ -480,9 +470,8 @@ async fn a_degrading_treatment_pauses_a_plan_whose_action_is_pause() {
     assert_eq!(s.get(PLAN).await.body["status"], "paused");
 }
 
-#[tokio::test]
-async fn a_healthy_treatment_reaches_100_percent() {
-    let s = TestServer::start().await;
+async fn a_healthy_treatment_reaches_100_percent(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     guarded(&s, "rollback").await;
     simulate(&s, 4_000, 10).await;
     for at in ["2030-01-07T11:00:00Z", "2030-01-07T12:00:00Z", "2030-01-07T12:00:01Z"] {
@@ -538,9 +527,8 @@ fn conversion_metric() -> Vec<Value> {
     ]
 }
 
-#[tokio::test]
-async fn a_conversion_guardrail_rolls_back_a_treatment_that_converts_less() {
-    let s = TestServer::start().await;
+async fn a_conversion_guardrail_rolls_back_a_treatment_that_converts_less(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     let guard = json!({"metric": "purchase_rate", "direction": "increase", "tolerance": 0.02});
     guarded_by(&s, &conversion_metric(), guard).await;
     // Control converts 40%, treatment 20%.
@@ -567,9 +555,8 @@ async fn a_conversion_guardrail_rolls_back_a_treatment_that_converts_less() {
     assert!(lo < -0.2 && -0.2 < hi && hi < -0.02, "{ci}");
 }
 
-#[tokio::test]
-async fn a_conversion_guardrail_lets_an_equal_treatment_reach_100_percent() {
-    let s = TestServer::start().await;
+async fn a_conversion_guardrail_lets_an_equal_treatment_reach_100_percent(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     let guard = json!({"metric": "purchase_rate", "direction": "increase", "tolerance": 0.02});
     guarded_by(&s, &conversion_metric(), guard).await;
     simulate_events(
@@ -585,9 +572,8 @@ async fn a_conversion_guardrail_lets_an_equal_treatment_reach_100_percent() {
     assert_eq!(s.get(PLAN).await.body["status"], "completed");
 }
 
-#[tokio::test]
-async fn a_ratio_guardrail_rolls_back_a_treatment_with_less_revenue_per_session() {
-    let s = TestServer::start().await;
+async fn a_ratio_guardrail_rolls_back_a_treatment_with_less_revenue_per_session(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
     let metrics = [
         json!({"key": "revenue", "name": "Revenue", "aggregation": "sum", "event": "purchase",
             "good_direction": "increase", "north_star": true}),
@@ -616,3 +602,20 @@ async fn a_ratio_guardrail_rolls_back_a_treatment_with_less_revenue_per_session(
     // Σnum/Σden per arm: the difference is about −2 per session.
     assert!(lo < -2.0 && -2.0 < hi && hi < -0.5, "{ci}");
 }
+
+crate::backend_tests!(
+    a_plan_advances_only_after_each_hold_and_completes_at_100_percent,
+    raising_a_stage_never_moves_a_unit_off_treatment,
+    a_schedule_holds_advancing_until_its_start_and_within_business_hours,
+    an_invalid_plan_names_every_wrong_field,
+    a_running_plan_cannot_be_replaced_or_started_twice,
+    engineers_kill_in_production_and_sdks_hear_it_and_the_rollout_ends,
+    a_plan_whose_flag_was_turned_off_ends_as_killed,
+    scheduled_changes_apply_at_their_time_and_can_be_cancelled,
+    a_degrading_treatment_is_rolled_back_at_the_next_evaluation_with_the_reason_recorded,
+    a_degrading_treatment_pauses_a_plan_whose_action_is_pause,
+    a_healthy_treatment_reaches_100_percent,
+    a_conversion_guardrail_rolls_back_a_treatment_that_converts_less,
+    a_conversion_guardrail_lets_an_equal_treatment_reach_100_percent,
+    a_ratio_guardrail_rolls_back_a_treatment_with_less_revenue_per_session,
+);

@@ -16,7 +16,74 @@ use tokio::task::JoinHandle;
 /// The admin token every test server starts with.
 pub const ADMIN: &str = "sxa_test_admin_token";
 
-/// A running server on 127.0.0.1:<ephemeral> backed by a temp SQLite file.
+/// The database a test server runs on. Tests declared with
+/// [`backend_tests!`] run on both: SQLite always, PostgreSQL on a fresh
+/// database from `SEXTANT_TEST_POSTGRES_URL` (skipped without it, except
+/// with `CI=true`, where it fails).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Declares, for each `async fn name(b: Backend)` listed, a module `name`
+/// with the tests `sqlite` and `postgres`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::support::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name($crate::support::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+/// A fresh PostgreSQL database's URL, or `None` (skipped) when no server
+/// is configured outside CI.
+pub async fn postgres_database() -> Option<String> {
+    use sqlx::ConnectOptions;
+    let from = |var: &str| std::env::var(var).ok().filter(|u| u.starts_with("postgres"));
+    let Some(admin) = from("SEXTANT_TEST_POSTGRES_URL").or_else(|| from("DATABASE_URL")) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but no PostgreSQL: set SEXTANT_TEST_POSTGRES_URL (scripts/test does)"
+        );
+        eprintln!("skipped: needs SEXTANT_TEST_POSTGRES_URL");
+        return None;
+    };
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "sextant_test_srv_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let mut conn = admin
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .unwrap()
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} does not answer: {e}"));
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::raw_sql(&sql).execute(&mut conn).await.unwrap();
+    }
+    let scheme_end = admin.find("://").map_or(0, |i| i + 3);
+    let end = admin[scheme_end..]
+        .find(['/', '?'])
+        .map_or(admin.len(), |i| scheme_end + i);
+    Some(format!("{}/{name}", &admin[..end]))
+}
+
+/// A running server on 127.0.0.1:<ephemeral> backed by a temp SQLite file
+/// or a PostgreSQL database.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
@@ -35,6 +102,18 @@ impl TestServer {
     /// Starts a server with `config`.
     pub async fn start_with(config: Config) -> TestServer {
         TestServer::start_on(None, config).await
+    }
+
+    /// Starts a server on a fresh database of `backend`; `None` when
+    /// PostgreSQL is skipped (see [`Backend`]).
+    pub async fn on(backend: Backend) -> Option<TestServer> {
+        match backend {
+            Backend::Sqlite => Some(TestServer::start().await),
+            Backend::Postgres => {
+                let url = postgres_database().await?;
+                Some(TestServer::start_on(Some(&url), Config::default()).await)
+            }
+        }
     }
 
     /// Starts a server on `database` (a temp SQLite file when `None`).

@@ -1106,7 +1106,7 @@ async fn policy_in(conn: &mut PgConnection, ws: &str) -> Result<PolicyRecord> {
     })
 }
 
-async fn insert_learning(
+pub(crate) async fn insert_learning(
     conn: &mut PgConnection,
     ws: &str,
     l: &NewLearning,

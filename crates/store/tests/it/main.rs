@@ -20,3 +20,10 @@ mod metrics;
 
 /// Change requests, reviews, learnings, principles, deploys and webhooks.
 mod alignment;
+
+/// Several stores on one database: change feed, optimistic versions and
+/// leadership across replicas.
+mod replicas;
+
+/// Rollout plans, scheduled changes and experiments.
+mod rollouts;
