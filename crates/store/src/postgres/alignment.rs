@@ -1057,7 +1057,7 @@ impl PgStore {
             .map(|e| e.key)
             .collect();
         let rows = sqlx::query(
-            "SELECT * FROM changes WHERE workspace = $1 AND kind = 'flag' AND action = 'turn_off'
+            "SELECT * FROM changes WHERE workspace = $1 AND kind = 'flag' AND action IN ('turn_off', 'kill')
                AND at >= $2 AND at < $3 ORDER BY id",
         )
         .bind(ws)

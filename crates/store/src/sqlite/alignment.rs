@@ -1056,7 +1056,7 @@ impl SqliteStore {
             .map(|e| e.key)
             .collect();
         let rows = sqlx::query(
-            "SELECT * FROM changes WHERE workspace = ? AND kind = 'flag' AND action = 'turn_off'
+            "SELECT * FROM changes WHERE workspace = ? AND kind = 'flag' AND action IN ('turn_off', 'kill')
                AND at >= ? AND at < ? ORDER BY id",
         )
         .bind(ws)

@@ -160,12 +160,19 @@ async fn deploys_kill_switches_and_webhook_deliveries_round_trip(b: Backend) {
         .await
         .unwrap();
     s.toggle("default", "f", "staging", None, false, &meta()).await.unwrap();
+    // The kill switch endpoint (`sextant kill`) counts too, not only toggles.
+    s.create_flag("default", flag("g"), &meta()).await.unwrap();
+    s.kill("default", "g", "production", &meta()).await.unwrap();
+    s.kill("default", "g", "staging", &meta()).await.unwrap();
     let kills = s
         .list_kill_switches("default", "2000-01-01", "2100-01-01")
         .await
         .unwrap();
-    assert_eq!(kills.len(), 1);
-    assert_eq!(kills[0].environment, "production");
+    let killed: Vec<(&str, &str)> = kills
+        .iter()
+        .map(|k| (k.flag.as_str(), k.environment.as_str()))
+        .collect();
+    assert_eq!(killed, [("f", "production"), ("g", "production")]);
 
     let hook = s
         .create_webhook(
