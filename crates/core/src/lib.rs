@@ -27,6 +27,7 @@
 pub mod bucketing;
 mod context;
 mod error;
+pub mod event;
 pub mod logic;
 pub mod model;
 mod resolution;

@@ -1,5 +1,6 @@
 //! No secret in logs: the server's whole log at `trace`, in both formats,
-//! never contains the admin token or an SDK token, however they are sent.
+//! never contains the admin token or an SDK token, however they are sent,
+//! nor a dashboard session cookie or CSRF token.
 
 use serde_json::{Value, json};
 
@@ -50,12 +51,62 @@ async fn exercise(server: &ServerProcess) -> Vec<String> {
         http.get(server.url("/sdk/v1/snapshot"))
             .bearer_auth(format!("{server_token}x")),
         http.get(server.url(&format!("/no/such/route?token={server_token}"))),
+        http.post(server.url("/events/v1/batch"))
+            .bearer_auth(&client_token)
+            .json(&json!({"events": [{"kind": "track", "event": "e", "targeting_key": "u"}]})),
     ];
     for r in requests {
         // Status and headers are enough; streams are dropped at once.
         let _ = r.send().await.unwrap().status();
     }
-    vec![server_token, client_token, viewer]
+    let mut secrets = vec![server_token, client_token, viewer];
+    secrets.extend(dashboard_sign_in(server).await);
+    secrets
+}
+
+/// Signs in to the dashboard with the admin token (a form body, not a
+/// header) and loads a page; returns the session cookie and the CSRF tokens.
+async fn dashboard_sign_in(server: &ServerProcess) -> Vec<String> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie_of = |r: &reqwest::Response, name: &str| -> String {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.split(';').next())
+            .unwrap_or_else(|| panic!("no {name} cookie"))
+            .to_owned()
+    };
+    let hidden = |page: &str, name: &str| -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = page.find(&marker).unwrap_or_else(|| panic!("no {name} in {page}")) + marker.len();
+        page[start..].split('"').next().unwrap().to_owned()
+    };
+    let form = http.get(server.url("/login")).send().await.unwrap();
+    let login = cookie_of(&form, "sextant_login");
+    let csrf = hidden(&form.text().await.unwrap(), "csrf");
+    let signed_in = http
+        .post(server.url("/login"))
+        .header("cookie", format!("sextant_login={login}"))
+        .form(&[("token", ADMIN), ("csrf", csrf.as_str()), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303, "dashboard sign-in failed");
+    let session = cookie_of(&signed_in, "sextant_session");
+    let page = http
+        .get(server.url("/w/default/flags"))
+        .header("cookie", format!("sextant_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page_csrf = hidden(&page.text().await.unwrap(), "csrf");
+    vec![login, csrf, session, page_csrf]
 }
 
 async fn check(format: &str) {
@@ -73,7 +124,7 @@ async fn check(format: &str) {
     for secret in &secrets {
         // The random part alone, so a token split or re-prefixed is caught too.
         let core = secret.get(4..).unwrap_or(secret);
-        assert!(!text.contains(core), "a token appears in the {format} log");
+        assert!(!text.contains(core), "a secret appears in the {format} log");
     }
 }
 

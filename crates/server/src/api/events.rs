@@ -34,9 +34,6 @@ const MAX_FUTURE_MS: i64 = 3_600_000;
 /// Longest event name, flag key, variation or targeting key.
 const MAX_NAME: usize = 256;
 
-/// Largest `properties` object, in bytes of JSON.
-const MAX_PROPERTIES: usize = 8 * 1024;
-
 /// The events router (browser clients get CORS as for OFREP).
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
@@ -298,11 +295,8 @@ fn add_event<'a>(
         let properties = match e.properties {
             None => None,
             Some(p) if p.get() == "null" => None,
-            Some(p) if !p.get().starts_with('{') => return Err(("properties", "must be an object".into())),
-            Some(p) if p.get().len() > MAX_PROPERTIES => {
-                return Err(("properties", format!("must be at most {MAX_PROPERTIES} bytes of JSON")));
-            }
-            Some(p) => Some(p.get()),
+            // An object, bounded, and nothing a JSON store refuses (see core).
+            Some(p) => Some(sextant_core::event::check_properties(p.get()).map_err(|e| (e.field, e.message))?),
         };
         out.track(event, unit, value, ts, properties);
     } else {

@@ -1,4 +1,4 @@
-//! One test per bug found by fuzzing (scripts/api-fuzz), named after what broke.
+//! One test per bug found by fuzzing (scripts/api-fuzz, scripts/fuzz), named after what broke.
 
 use crate::support::TestServer;
 
@@ -30,4 +30,58 @@ async fn the_openapi_document_lists_403_for_event_batches_sent_with_an_admin_tok
         get_flag["401"]["content"]["application/problem+json"].is_object(),
         "{get_flag}"
     );
+}
+
+/// Found while writing the `event_batch` fuzz target's oracle: event properties
+/// holding `\u0000`, a lone surrogate or a number beyond a double were
+/// accepted, and PostgreSQL's rollup (`events::jsonb`) then failed on that
+/// batch every time, so no later event was ever rolled up either.
+#[tokio::test]
+async fn issue_13_event_properties_postgresql_cannot_hold_are_refused_and_do_not_stall_the_rollup() {
+    let mut databases = vec![None];
+    if let Some(url) = crate::support::postgres_database().await {
+        databases.push(Some(url));
+    }
+    for database in databases {
+        let s = TestServer::start_on(database.as_deref(), sextant_server::Config::default()).await;
+        let token = s.server_token("production").await;
+        let now = chrono::Utc::now().to_rfc3339();
+        // Sent as text: serde_json itself cannot hold two of these properties.
+        let track = |properties: &str| {
+            format!(
+                r#"{{"kind":"track","event":"checkout","targeting_key":"u1","timestamp":"{now}","properties":{properties}}}"#
+            )
+        };
+        let body = format!(
+            r#"{{"batch_id":"poison","events":[{},{},{},{}]}}"#,
+            track(r#"{"note":"a\u0000b"}"#),
+            track(r#"{"x":"\ud800"}"#),
+            track(r#"{"n":1e999999}"#),
+            track(r#"{"plan":"pro"}"#),
+        );
+        let r = s
+            .req(reqwest::Method::POST, "/events/v1/batch", &token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let r = crate::support::Reply::from(r).await;
+        assert_eq!(r.status, 202, "{database:?}: {:?}", r.body);
+        assert_eq!(r.body["accepted"], 1, "{database:?}: {:?}", r.body);
+        let fields: Vec<&str> = r.body["rejected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            fields,
+            ["/events/0/properties", "/events/1/properties", "/events/2/properties"],
+            "{database:?}"
+        );
+        let progress = s.state.store.rollup_events(100).await;
+        assert!(progress.is_ok(), "{database:?}: the rollup failed: {progress:?}");
+        s.stop().await;
+    }
 }

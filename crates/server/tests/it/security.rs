@@ -151,3 +151,85 @@ async fn unknown_tokens_do_not_grow_the_rate_limit_table() {
     }
     assert!(s.state.limiter.as_ref().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_huge_event_batch_gets_413_problem_json_and_stores_nothing() {
+    let s = TestServer::start().await;
+    let token = s.server_token("production").await;
+    // 9 MiB of one string: over the 8 MiB limit of an event batch.
+    let huge = format!("{{\"events\": [], \"pad\": \"{}\"}}", "x".repeat(9 << 20));
+    let r = s
+        .req(Method::POST, "/events/v1/batch", &token)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    Reply::from(r).await.assert_problem(413, "body_too_large");
+    assert_eq!(s.state.store.event_totals(None).await.unwrap().batches, 0);
+}
+
+#[tokio::test]
+async fn an_sdk_token_over_its_rate_limit_is_refused_on_the_snapshot_and_event_routes_too() {
+    // Burst of two, one per second: of twenty back-to-back snapshot
+    // requests some are refused unless they took 18 s; the bucket is then
+    // empty, so the event batch right after is refused as well.
+    let s = TestServer::start_with(Config {
+        rate_limit: Some(RateLimit {
+            per_second: 1,
+            burst: 2,
+        }),
+        ..Config::default()
+    })
+    .await;
+    let sdk = s.server_token("production").await;
+    let mut refused = None;
+    for _ in 0..20 {
+        let r = s.call(Method::GET, "/sdk/v1/snapshot", &sdk, None).await;
+        if r.status == 429 {
+            refused = Some(r);
+        }
+    }
+    let refused = refused.expect("the snapshot route was not rate limited");
+    refused.assert_problem(429, "rate_limited");
+    assert!(refused.header("retry-after").is_some());
+    let now = chrono::Utc::now().to_rfc3339();
+    let batch = json!({"events": [{"kind": "track", "event": "e", "targeting_key": "u", "timestamp": now}]});
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let r = s
+            .call(Method::POST, "/events/v1/batch", &sdk, Some(batch.clone()))
+            .await;
+        statuses.push(r.status);
+        if r.status == 429 {
+            r.assert_problem(429, "rate_limited");
+            assert!(r.header("retry-after").is_some());
+        }
+    }
+    assert!(
+        statuses.contains(&429),
+        "event batches were not rate limited: {statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn dashboard_cookies_are_secure_httponly_and_samesite_strict_behind_https() {
+    let s = TestServer::start_with(Config {
+        public_url: Some("https://flags.example.com".into()),
+        ..Config::default()
+    })
+    .await;
+    let r = s.http.get(s.url("/login")).send().await.unwrap();
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(!cookies.is_empty(), "the sign-in form sets its CSRF cookie");
+    for c in &cookies {
+        for flag in ["HttpOnly", "SameSite=Strict", "Secure"] {
+            assert!(c.split("; ").any(|part| part == flag), "{flag} missing: {c}");
+        }
+    }
+}
