@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// Requests a token may send at once after idling [default: the rate].
     #[arg(long, env = "SEXTANT_TOKEN_RATE_BURST")]
     token_rate_burst: Option<u32>,
+    /// Milliseconds between rollout scheduler evaluations (due scheduled
+    /// changes, stage advances, guardrail looks) [default: 30000].
+    #[arg(long, env = "SEXTANT_EVALUATION_INTERVAL_MS")]
+    evaluation_interval_ms: Option<u64>,
     /// Load the demo workspace (flags with hypotheses, segments, a rollout in progress).
     #[arg(long, env = "SEXTANT_DEMO")]
     demo: bool,
@@ -79,6 +83,7 @@ struct FileConfig {
     max_inflight_evaluations: Option<usize>,
     token_rate_limit: Option<u32>,
     token_rate_burst: Option<u32>,
+    evaluation_interval_ms: Option<u64>,
     demo: Option<bool>,
 }
 
@@ -99,6 +104,8 @@ pub struct Settings {
     pub max_inflight_evaluations: usize,
     /// Per-token rate limit; `None` = unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// Time between rollout scheduler evaluations.
+    pub evaluation_interval: std::time::Duration,
     /// Load the demo.
     pub demo: bool,
     /// The file read, if any.
@@ -122,7 +129,7 @@ impl ServeArgs {
                     .with_context(|| format!("cannot read the config file {}", p.display()))?;
                 toml::from_str::<FileConfig>(&text).map_err(|e| {
                     anyhow::anyhow!(
-                        "{} is not a valid Sextant config: {}\n  hint: keys are listen, database_url, log_format, admin_token, public_url, max_inflight_evaluations, token_rate_limit, token_rate_burst, demo",
+                        "{} is not a valid Sextant config: {}\n  hint: keys are listen, database_url, log_format, admin_token, public_url, max_inflight_evaluations, token_rate_limit, token_rate_burst, evaluation_interval_ms, demo",
                         p.display(),
                         e.to_string().trim_end()
                     )
@@ -160,6 +167,17 @@ impl ServeArgs {
                     per_second: rate,
                     burst,
                 })
+            },
+            evaluation_interval: {
+                let ms = self
+                    .evaluation_interval_ms
+                    .or(file.evaluation_interval_ms)
+                    .unwrap_or(30_000);
+                anyhow::ensure!(
+                    ms > 0,
+                    "evaluation_interval_ms must be at least 1 (the scheduler cannot evaluate continuously)"
+                );
+                std::time::Duration::from_millis(ms)
             },
             demo: self.demo || file.demo.unwrap_or(false),
             file: path,
@@ -260,6 +278,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             public_url: settings.public_url.clone(),
             max_inflight_evaluations: settings.max_inflight_evaluations,
             rate_limit: settings.rate_limit,
+            evaluation_interval: settings.evaluation_interval,
             ..Config::default()
         };
         let store = Arc::new(store);
@@ -368,6 +387,7 @@ mod tests {
                     per_second: 7,
                     burst: 7,
                 }),
+                evaluation_interval: std::time::Duration::from_secs(30),
                 demo: true,
                 file: Some(path),
             }
