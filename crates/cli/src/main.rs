@@ -37,6 +37,7 @@ macro_rules! outln {
 }
 
 mod admin;
+mod alignment;
 mod apply;
 mod change;
 mod client;
@@ -46,6 +47,7 @@ mod experiment;
 mod flag;
 mod metric;
 mod output;
+mod scan;
 mod serve;
 mod simulation;
 
@@ -68,6 +70,8 @@ pub mod exit {
     pub const UNAVAILABLE: u8 = 5;
     /// Done, but changes are left: `apply` skipped irreversible ones.
     pub const PENDING: u8 = 6;
+    /// Done, and `scan` found what `--fail-on` names.
+    pub const FINDINGS: u8 = 7;
 }
 
 /// An error with a chosen exit code.
@@ -106,6 +110,7 @@ Exit codes:
   4  authentication: no token, unknown token, or the role does not allow it
   5  server unreachable, overloaded or failing
   6  irreversible changes were left undone or await approval (see --allow-delete, `sextant change`)
+  7  scan: findings named by --fail-on exist (unused, unknown, archived or stale flags)
 
 Commands that talk to a server read SEXTANT_URL (default http://127.0.0.1:7400),
 SEXTANT_TOKEN and SEXTANT_WORKSPACE (default `default`).";
@@ -148,6 +153,16 @@ enum Command {
     Track(metric::TrackArgs),
     /// Experiments: create, start, results (JSON or table), decide.
     Experiment(experiment::ExperimentArgs),
+    /// Generated reviews from data: daily, weekly, monthly, quarterly (Markdown, or --json).
+    Review(alignment::ReviewArgs),
+    /// Approve a change request (product or admin; not its requester); it applies at once.
+    Approve(alignment::ApproveArgs),
+    /// Deploy events for the DORA figures (`sextant deploy record`).
+    Deploy(alignment::DeployArgs),
+    /// DORA figures per service and week: deploy frequency, lead time, failure rate, restore time.
+    Dora(alignment::DoraArgs),
+    /// Find flag keys in source code: unused, unknown, archived and stale flags.
+    Scan(scan::ScanArgs),
     /// Load the demo workspace into a running server, or `--simulate` a guarded rollout.
     Demo(demo::DemoArgs),
     /// Evaluate a flag from a Sextant, Unleash or flagd file and print the
@@ -204,6 +219,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(args) => apply::import(args),
         Command::Export(args) => apply::export(args),
         Command::Demo(args) => demo::run(args),
+        Command::Scan(args) => scan::run(args),
+        Command::Review(args) => alignment::review(args),
+        Command::Approve(args) => alignment::approve(args),
+        Command::Deploy(args) => alignment::deploy(args),
+        Command::Dora(args) => alignment::dora(args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "sextant", &mut script);

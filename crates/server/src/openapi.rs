@@ -4,7 +4,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{audit, events, experiments, flags, metrics, ofrep, ops, rollouts, sdk, segments, tokens, workspaces};
+use crate::api::{
+    audit, changes, deploys, events, experiments, flags, learnings, metrics, ofrep, ops, principles, reviews, rollouts,
+    sdk, segments, tokens, webhooks, workspaces,
+};
 use crate::error::Code;
 
 /// The API description served at `/api/openapi.json`.
@@ -38,6 +41,17 @@ use crate::error::Code;
         experiments::list_experiments, experiments::create_experiment, experiments::get_experiment,
         experiments::update_experiment, experiments::start_experiment, experiments::results,
         experiments::decide_experiment,
+        changes::get_policy, changes::request_policy, changes::list_requests, changes::get_request,
+        changes::approve, changes::reject, changes::archive, changes::restore, changes::revert,
+        principles::list_principles, principles::create_principle, principles::list_violations,
+        principles::create_violation, principles::resolve_violation,
+        reviews::list_reviews, reviews::complete_review, reviews::flag_lifecycle, reviews::stale_flags,
+        reviews::report,
+        learnings::list_learnings, learnings::create_learning, learnings::list_post_mortems,
+        learnings::open_post_mortem, learnings::complete_post_mortem,
+        webhooks::list_webhooks, webhooks::create_webhook, webhooks::delete_webhook,
+        webhooks::list_deliveries, webhooks::redeliver,
+        deploys::record_deploy, deploys::dora,
     ),
     modifiers(&Bearer, &ProblemResponses),
     security(("bearer" = [])),

@@ -10,7 +10,10 @@ use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sextant_core::{Flag, Serve};
-use sextant_store::{Deploy, DeployStatus, KillSwitch, LearningFilter, RequestStatus, Store, StoreError};
+use sextant_store::{
+    ChangeMeta, Deploy, DeployStatus, Direction, ExperimentStatus, HourRange, InitiativeRecord, KillSwitch,
+    LearningFilter, PlanStatus, PostMortem, RequestStatus, ReviewDecision, Store, StoreError,
+};
 
 /// Days a flag must have served one variation to everyone in production
 /// to be a removal candidate, unless a caller says otherwise.
@@ -240,6 +243,362 @@ pub async fn dora_for(
     Ok(dora(&deploys, &kills, &flag_service, window))
 }
 
+/// How one metric of the tree moved: its value over a period against the
+/// period of the same length before it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Movement {
+    /// Metric key.
+    pub metric: String,
+    /// Display name.
+    pub name: String,
+    /// Parent in the tree (`None` for the North Star).
+    pub parent: Option<String>,
+    /// Whether it is the North Star.
+    pub north_star: bool,
+    /// Value over the period (`None`: no data).
+    pub current: Option<f64>,
+    /// Value over the period before.
+    pub previous: Option<f64>,
+    /// Relative change `current / previous - 1`.
+    pub change: Option<f64>,
+    /// `improving`, `worsening`, `flat` or `unknown`, judged against the
+    /// metric's good direction.
+    pub trend: &'static str,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+fn hour_of(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis().div_euclid(HOUR_MS)
+}
+
+/// The production environment metric values are read from: `production`
+/// when it exists, else the first environment marked production.
+async fn production_env(store: &Store, ws: &str) -> Result<Option<String>, StoreError> {
+    let envs = store.list_environments(ws).await?;
+    Ok(envs
+        .iter()
+        .find(|e| e.key == "production")
+        .or_else(|| envs.iter().find(|e| e.production))
+        .map(|e| e.key.clone()))
+}
+
+/// The value of `metric` over `[from, to)` in `env` (whole hours).
+async fn metric_value(
+    store: &Store,
+    ws: &str,
+    env: &str,
+    metric: &sextant_store::MetricRecord,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Option<f64>, StoreError> {
+    let range = HourRange {
+        from: hour_of(from),
+        to: hour_of(to),
+    };
+    let sums = store.metric_sums(ws, env, &metric.metric.key, range).await?;
+    Ok(crate::api::metrics::value_of(metric.metric.aggregation, &sums).value)
+}
+
+fn judge(direction: Direction, current: Option<f64>, previous: Option<f64>) -> (Option<f64>, &'static str) {
+    let (Some(c), Some(p)) = (current, previous) else {
+        return (None, "unknown");
+    };
+    let change = (p != 0.0).then(|| c / p - 1.0);
+    let trend = if c == p {
+        "flat"
+    } else if (c > p) == (direction == Direction::Increase) {
+        "improving"
+    } else {
+        "worsening"
+    };
+    (change, trend)
+}
+
+/// Every metric's movement over `[since, until)` against the period of the
+/// same length before, in production. Empty without metrics or without a
+/// production environment.
+pub async fn movements(
+    store: &Store,
+    ws: &str,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<Movement>, StoreError> {
+    let Some(env) = production_env(store, ws).await? else {
+        return Ok(Vec::new());
+    };
+    let before = since - (until - since);
+    let mut out = Vec::new();
+    for m in store.list_metrics(ws).await? {
+        let current = metric_value(store, ws, &env, &m, since, until).await?;
+        let previous = metric_value(store, ws, &env, &m, before, since).await?;
+        let (change, trend) = judge(m.metric.good_direction, current, previous);
+        out.push(Movement {
+            metric: m.metric.key.clone(),
+            name: m.metric.name.clone(),
+            parent: m.metric.parent.clone(),
+            north_star: m.metric.north_star,
+            current,
+            previous,
+            change,
+            trend,
+        });
+    }
+    // North Star first, then by key: a stable order for reports and tests.
+    out.sort_by(|a, b| b.north_star.cmp(&a.north_star).then_with(|| a.metric.cmp(&b.metric)));
+    Ok(out)
+}
+
+/// An initiative with how its declared metric moved over its window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InitiativeStatus {
+    /// Initiative key.
+    pub initiative: String,
+    /// Display name.
+    pub name: String,
+    /// Team.
+    pub team: String,
+    /// Accountable owner.
+    pub owner: String,
+    /// The metric node it declared it will move.
+    pub metric: String,
+    /// `increase` or `decrease`.
+    pub direction: Direction,
+    /// Expected relative change (0.05 = 5 %).
+    pub expected_change: f64,
+    /// Window (YYYY-MM-DD, inclusive).
+    pub starts_on: String,
+    /// Window end (YYYY-MM-DD, inclusive).
+    pub ends_on: String,
+    /// `upcoming`, `active` or `ended`.
+    pub phase: &'static str,
+    /// The metric over the window so far (to `now` or the window's end).
+    pub current: Option<f64>,
+    /// The metric over the same length before the window.
+    pub baseline: Option<f64>,
+    /// Relative change against the baseline.
+    pub change: Option<f64>,
+    /// Whether the change reached the expected change in the declared
+    /// direction (`None` without data).
+    pub moved: Option<bool>,
+}
+
+fn day(s: &str) -> Option<DateTime<Utc>> {
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    Some(d.and_hms_opt(0, 0, 0)?.and_utc())
+}
+
+/// Whether `change` reaches `expected` in `direction`.
+fn reached(direction: Direction, expected: f64, change: f64) -> bool {
+    match direction {
+        Direction::Increase => change >= expected.abs(),
+        Direction::Decrease => change <= -expected.abs(),
+    }
+}
+
+/// An initiative's window and metric movement at `now`.
+pub async fn initiative_status(
+    store: &Store,
+    ws: &str,
+    env: Option<&str>,
+    i: &InitiativeRecord,
+    metrics: &[sextant_store::MetricRecord],
+    now: DateTime<Utc>,
+) -> Result<InitiativeStatus, StoreError> {
+    let def = &i.initiative;
+    let start = day(&def.starts_on);
+    let end = day(&def.ends_on).map(|d| d + Duration::days(1));
+    let phase = match (start, end) {
+        (Some(s), _) if now < s => "upcoming",
+        (_, Some(e)) if now >= e => "ended",
+        _ => "active",
+    };
+    let (mut current, mut baseline) = (None, None);
+    if let (Some(env), Some(s), Some(e), Some(m)) =
+        (env, start, end, metrics.iter().find(|m| m.metric.key == def.metric))
+        && now > s
+    {
+        let until = e.min(now);
+        current = metric_value(store, ws, env, m, s, until).await?;
+        baseline = metric_value(store, ws, env, m, s - (until - s), s).await?;
+    }
+    let change = match (current, baseline) {
+        (Some(c), Some(b)) if b != 0.0 => Some(c / b - 1.0),
+        _ => None,
+    };
+    Ok(InitiativeStatus {
+        initiative: def.key.clone(),
+        name: def.name.clone(),
+        team: def.team.clone(),
+        owner: def.owner.clone(),
+        metric: def.metric.clone(),
+        direction: def.direction,
+        expected_change: def.expected_change,
+        starts_on: def.starts_on.clone(),
+        ends_on: def.ends_on.clone(),
+        phase,
+        current,
+        baseline,
+        change,
+        moved: change.map(|c| reached(def.direction, def.expected_change, c)),
+    })
+}
+
+/// Every initiative of a workspace with its movement at `now`.
+pub async fn initiatives(store: &Store, ws: &str, now: DateTime<Utc>) -> Result<Vec<InitiativeStatus>, StoreError> {
+    let env = production_env(store, ws).await?;
+    let metrics = store.list_metrics(ws).await?;
+    let mut out = Vec::new();
+    for i in store.list_initiatives(ws).await? {
+        out.push(initiative_status(store, ws, env.as_deref(), &i, &metrics, now).await?);
+    }
+    Ok(out)
+}
+
+/// Days after an initiative's window ends that its post-mortem is due.
+pub const POST_MORTEM_DUE_DAYS: i64 = 14;
+
+/// Opens a post-mortem for every initiative whose window has ended and
+/// whose declared metric did not move by the expected change (no data
+/// counts as not moved: nobody can show it moved). The post-mortem is due
+/// [`POST_MORTEM_DUE_DAYS`] after the window and starts from the template:
+/// *expected* is filled in from the initiative; *what happened* and *what
+/// we learned* are written when it is completed, which records a learning.
+/// Idempotent: initiatives that already have one are skipped. Returns the
+/// post-mortems opened by this call.
+pub async fn open_due_post_mortems(store: &Store, ws: &str, now: DateTime<Utc>) -> Result<Vec<PostMortem>, StoreError> {
+    let existing: std::collections::HashSet<String> = store
+        .list_post_mortems(ws)
+        .await?
+        .into_iter()
+        .map(|p| p.initiative)
+        .collect();
+    let mut opened = Vec::new();
+    for st in initiatives(store, ws, now).await? {
+        if st.phase != "ended" || st.moved == Some(true) || existing.contains(&st.initiative) {
+            continue;
+        }
+        let Some(end) = day(&st.ends_on) else { continue };
+        let due = end + Duration::days(1 + POST_MORTEM_DUE_DAYS);
+        let dir = match st.direction {
+            Direction::Increase => "increase",
+            Direction::Decrease => "decrease",
+        };
+        let observed = st
+            .change
+            .map_or_else(|| "no data".to_owned(), |c| format!("{:+.1}%", c * 100.0));
+        let expected = format!(
+            "`{}` to {dir} by at least {:.1}% between {} and {} (observed: {observed})",
+            st.metric,
+            st.expected_change.abs() * 100.0,
+            st.starts_on,
+            st.ends_on
+        );
+        let meta = ChangeMeta::new(
+            "sextant",
+            Some(format!("initiative `{}` did not move `{}`", st.initiative, st.metric)),
+        );
+        let pm = store
+            .open_post_mortem(ws, &st.initiative, &st.owner, &rfc3339(due), &expected, &meta)
+            .await?
+            .value;
+        opened.push(pm);
+    }
+    Ok(opened)
+}
+
+/// A rollout that waits for something: its hold has passed (it advances at
+/// the next permitted scheduler look), or it is paused (a person must
+/// resume or end it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutReady {
+    /// Flag key.
+    pub flag: String,
+    /// Environment.
+    pub environment: String,
+    /// `running` or `paused`.
+    pub status: &'static str,
+    /// Current percentage on treatment.
+    pub percent: Option<f64>,
+    /// The next stage's percentage.
+    pub next_percent: Option<f64>,
+    /// Why it was paused, if it was.
+    pub reason: Option<String>,
+}
+
+async fn rollouts_ready(store: &Store, ws: &str, now: DateTime<Utc>) -> Result<Vec<RolloutReady>, StoreError> {
+    let mut out = Vec::new();
+    for p in store.list_rollout_plans(Some(ws), None).await? {
+        let status = match p.status {
+            PlanStatus::Running => "running",
+            PlanStatus::Paused => "paused",
+            _ => continue,
+        };
+        let next = p.stage.map_or(0, |s| s + 1);
+        let Some(next_stage) = p.plan.stages.get(next) else {
+            continue;
+        };
+        let current = p.stage.and_then(|s| p.plan.stages.get(s));
+        let hold_over = match (current, p.stage_started_at.as_deref().and_then(parse)) {
+            (Some(c), Some(at)) => now - at >= Duration::seconds(i64::try_from(c.min_hold_seconds).unwrap_or(i64::MAX)),
+            _ => true,
+        };
+        if status == "running" && !hold_over {
+            continue;
+        }
+        out.push(RolloutReady {
+            flag: p.flag.clone(),
+            environment: p.environment.clone(),
+            status,
+            percent: current.map(|c| c.percent),
+            next_percent: Some(next_stage.percent),
+            reason: (status == "paused").then(|| p.status_reason.clone()).flatten(),
+        });
+    }
+    Ok(out)
+}
+
+/// Flags whose 30-day review decided `kill` but that still serve in a
+/// production environment (not turned off, not archived).
+async fn overdue_kills(store: &Store, ws: &str) -> Result<Vec<Value>, StoreError> {
+    let envs = store.list_environments(ws).await?;
+    let archived: std::collections::HashSet<String> = store
+        .list_lifecycle(ws)
+        .await?
+        .into_iter()
+        .filter(|l| l.archived_at.is_some())
+        .map(|l| l.flag)
+        .collect();
+    let flags = store.list_flags(ws).await?;
+    let mut out = Vec::new();
+    for r in store.list_reviews(ws).await? {
+        if r.decision != Some(ReviewDecision::Kill) || archived.contains(&r.flag) {
+            continue;
+        }
+        let Some(f) = flags.iter().find(|f| f.flag.key == r.flag) else {
+            continue;
+        };
+        let on: Vec<&str> = envs
+            .iter()
+            .filter(|e| e.production && f.flag.environments.get(&e.key).is_some_and(|t| t.enabled))
+            .map(|e| e.key.as_str())
+            .collect();
+        if !on.is_empty() {
+            out.push(json!({"flag": r.flag, "decided_at": r.reviewed_at, "still_on_in": on}));
+        }
+    }
+    Ok(out)
+}
+
+/// Running experiments; none on a backend that has no experiments yet
+/// (PostgreSQL answers `Database`), so reviews work on every backend.
+async fn running_experiments(store: &Store, ws: &str) -> Result<Vec<sextant_store::ExperimentRecord>, StoreError> {
+    match store.list_experiments(ws, Some(ExperimentStatus::Running)).await {
+        Err(StoreError::Database(_)) if store.backend_name() == "postgres" => Ok(Vec::new()),
+        other => other,
+    }
+}
+
 /// A review cadence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -329,6 +688,11 @@ pub async fn review(store: &Store, ws: &str, cadence: Cadence, now: DateTime<Utc
         .filter(|r| parse(&r.due_at).is_some_and(|d| d - now <= Duration::days(7)))
         .collect();
     let dora = dora_for(store, ws, since, now).await?;
+    let metrics = if cadence == Cadence::Daily {
+        Vec::new()
+    } else {
+        movements(store, ws, since, now).await?
+    };
     let mut out = json!({
         "workspace": ws,
         "cadence": cadence,
@@ -346,7 +710,29 @@ pub async fn review(store: &Store, ws: &str, cadence: Cadence, now: DateTime<Utc
                 "not_moved": not_moved, "overdue_reviews": overdue, "stale_flags": stale,
                 "principle_violations": open_violations,
             });
-            out["start"] = json!({"reviews_due": due_soon, "pending_approvals": pending});
+            let experiments = running_experiments(store, ws).await?;
+            let significant: Vec<Value> = experiments
+                .iter()
+                .filter(|e| e.significant_at.is_some())
+                .map(|e| {
+                    json!({"experiment": e.definition.key, "flag": e.definition.flag,
+                           "primary_metric": e.definition.primary_metric,
+                           "significant_at": e.significant_at, "decide_by": e.decide_by})
+                })
+                .collect();
+            let overdue_decisions: Vec<Value> = experiments
+                .iter()
+                .filter(|e| e.decide_by.as_deref().is_some_and(|d| d < u.as_str()))
+                .map(|e| json!({"experiment": e.definition.key, "decide_by": e.decide_by}))
+                .collect();
+            out["stop"]["overdue_kills"] = json!(overdue_kills(store, ws).await?);
+            out["stop"]["overdue_decisions"] = json!(overdue_decisions);
+            out["start"] = json!({
+                "significant_experiments": significant,
+                "rollouts_ready": rollouts_ready(store, ws, now).await?,
+                "reviews_due": due_soon, "pending_approvals": pending,
+            });
+            out["metrics"] = json!(metrics);
             out["velocity"] = json!(dora);
         }
         Cadence::Monthly => {
@@ -355,7 +741,9 @@ pub async fn review(store: &Store, ws: &str, cadence: Cadence, now: DateTime<Utc
                 by_owner.entry(&l.owner).or_default().push(l);
             }
             out["learnings_by_owner"] = json!(by_owner);
+            out["initiatives"] = json!(initiatives(store, ws, now).await?);
             out["post_mortems"] = json!(post_mortems);
+            out["metrics"] = json!(metrics);
             out["velocity"] = json!(dora);
         }
         Cadence::Quarterly => {
@@ -363,7 +751,7 @@ pub async fn review(store: &Store, ws: &str, cadence: Cadence, now: DateTime<Utc
             let in_quarter: Vec<_> = violations.iter().filter(|v| in_period(&v.created_at)).collect();
             let killed: Vec<_> = decided
                 .iter()
-                .filter(|r| r.decision == Some(sextant_store::ReviewDecision::Kill))
+                .filter(|r| r.decision == Some(ReviewDecision::Kill))
                 .map(|r| r.flag.clone())
                 .collect();
             let removed: Vec<_> = changes
@@ -371,6 +759,8 @@ pub async fn review(store: &Store, ws: &str, cadence: Cadence, now: DateTime<Utc
                 .filter(|c| c.kind == "flag" && matches!(c.action.as_str(), "delete" | "archive"))
                 .map(|c| json!({"flag": c.key, "action": c.action, "at": c.at}))
                 .collect();
+            out["north_star"] = json!(metrics.iter().find(|m| m.north_star));
+            out["metrics"] = json!(metrics);
             out["principles"] = json!(principles);
             out["violations"] = json!(in_quarter);
             out["open_violations"] = json!(open_violations);
@@ -466,6 +856,26 @@ pub fn markdown(r: &Value) -> String {
                 .map_or("n/a".into(), |h| format!("{h:.1}"))
         )
     };
+    let num = |v: &Value| v.as_f64().map_or_else(|| "n/a".to_owned(), |x| format!("{x:.4}"));
+    let movement = |m: &&Value| {
+        format!(
+            "`{}`{}: {} (was {}), {} — {}",
+            s(m, "metric"),
+            if m["north_star"] == true { " (North Star)" } else { "" },
+            num(&m["current"]),
+            num(&m["previous"]),
+            pct(&m["change"]),
+            s(m, "trend")
+        )
+    };
+    let movements = |md: &mut String, r: &Value| {
+        md.push_str("\n## Metric tree movement\n");
+        list(
+            md,
+            "Against the period before",
+            &arr(r, &["metrics"]).iter().map(movement).collect::<Vec<_>>(),
+        );
+    };
     match cadence {
         Cadence::Daily => {
             md.push_str("\n## What changed\n");
@@ -557,7 +967,70 @@ pub fn markdown(r: &Value) -> String {
                     .map(violation)
                     .collect::<Vec<_>>(),
             );
+            let kills: Vec<String> = arr(r, &["stop", "overdue_kills"])
+                .iter()
+                .map(|x| {
+                    format!(
+                        "`{}` was to be killed at its review ({}) but is still on in {}",
+                        s(x, "flag"),
+                        s(x, "decided_at"),
+                        x["still_on_in"]
+                            .as_array()
+                            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            list(&mut md, "Overdue kills", &kills);
+            let late: Vec<String> = arr(r, &["stop", "overdue_decisions"])
+                .iter()
+                .map(|x| {
+                    format!(
+                        "experiment `{}` was to be decided by {}",
+                        s(x, "experiment"),
+                        s(x, "decide_by")
+                    )
+                })
+                .collect();
+            list(&mut md, "Experiments past their decision date", &late);
             md.push_str("\n## What to start\n");
+            let sig: Vec<String> = arr(r, &["start", "significant_experiments"])
+                .iter()
+                .map(|x| {
+                    format!(
+                        "experiment `{}` (flag `{}`) reached significance on `{}` at {}; decide by {}",
+                        s(x, "experiment"),
+                        s(x, "flag"),
+                        s(x, "primary_metric"),
+                        s(x, "significant_at"),
+                        s(x, "decide_by")
+                    )
+                })
+                .collect();
+            list(&mut md, "Experiments reaching significance", &sig);
+            let ready: Vec<String> = arr(r, &["start", "rollouts_ready"])
+                .iter()
+                .map(|x| {
+                    let at = x["percent"]
+                        .as_f64()
+                        .map_or("not started".to_owned(), |p| format!("{p}%"));
+                    let next = x["next_percent"].as_f64().map_or("-".to_owned(), |p| format!("{p}%"));
+                    match s(x, "status") {
+                        "paused" => format!(
+                            "`{}` in {} paused at {at} ({}): resume to {next} or end it",
+                            s(x, "flag"),
+                            s(x, "environment"),
+                            x["reason"].as_str().unwrap_or("no reason given")
+                        ),
+                        _ => format!(
+                            "`{}` in {}: {at} held long enough, next {next}",
+                            s(x, "flag"),
+                            s(x, "environment")
+                        ),
+                    }
+                })
+                .collect();
+            list(&mut md, "Rollouts ready to advance", &ready);
             let due: Vec<String> = arr(r, &["start", "reviews_due"])
                 .iter()
                 .map(|x| format!("`{}` review due {}", s(x, "flag"), s(x, "due_at")))
@@ -576,6 +1049,7 @@ pub fn markdown(r: &Value) -> String {
                 })
                 .collect();
             list(&mut md, "Approvals waiting", &pending);
+            movements(&mut md, r);
             md.push_str("\n## Velocity (DORA)\n");
             list(
                 &mut md,
@@ -610,7 +1084,33 @@ pub fn markdown(r: &Value) -> String {
                     )
                 })
                 .collect();
+            let inits: Vec<String> = arr(r, &["initiatives"])
+                .iter()
+                .map(|i| {
+                    let moved = match i["moved"].as_bool() {
+                        Some(true) => "moved as expected",
+                        Some(false) => "not moved as expected",
+                        None => "no data",
+                    };
+                    format!(
+                        "`{}` ({}, {}): `{}` {} by {} expected, {} so far, {} ({}, {} to {})",
+                        s(i, "initiative"),
+                        s(i, "team"),
+                        s(i, "owner"),
+                        s(i, "metric"),
+                        s(i, "direction"),
+                        pct(&i["expected_change"]),
+                        pct(&i["change"]),
+                        moved,
+                        s(i, "phase"),
+                        s(i, "starts_on"),
+                        s(i, "ends_on")
+                    )
+                })
+                .collect();
+            list(&mut md, "Initiatives and their metrics", &inits);
             list(&mut md, "Initiatives and post-mortems", &pms);
+            movements(&mut md, r);
             list(
                 &mut md,
                 "Velocity (DORA)",
@@ -622,6 +1122,14 @@ pub fn markdown(r: &Value) -> String {
                 .iter()
                 .map(|p| format!("**{}** — {}", s(p, "name"), s(p, "description")))
                 .collect();
+            md.push_str("\n## North Star\n");
+            let ns: Vec<String> = if r["north_star"].is_null() {
+                Vec::new()
+            } else {
+                vec![movement(&&r["north_star"])]
+            };
+            list(&mut md, "This quarter against the one before", &ns);
+            movements(&mut md, r);
             list(&mut md, "Principles", &principles);
             list(
                 &mut md,

@@ -348,6 +348,63 @@ impl Store {
         on!(self, db => db.update_experiment(ws, &def, expected, meta).await)
     }
 
+    /// Replaces a *running* experiment's criteria (primary metric,
+    /// guardrails, hypothesis, success criteria, planned sample size,
+    /// analysis, name). Only applied from an approved `experiment.criteria`
+    /// change request (`meta.approves`): the approval is marked in this
+    /// write's transaction. The flag, environment and arms cannot change
+    /// while units are assigned; a draft or decided experiment is refused.
+    pub async fn amend_experiment_criteria(
+        &self,
+        ws: &str,
+        key: &str,
+        def: ExperimentDef,
+        meta: &ChangeMeta,
+    ) -> Result<Committed<ExperimentRecord>> {
+        self.check_experiment_criteria(ws, key, &def).await?;
+        let definition = json(&def).to_string();
+        let check = |before: &ExperimentRecord| {
+            if before.status != ExperimentStatus::Running {
+                return Err(state_error(
+                    Kind::Experiment,
+                    key,
+                    &format!(
+                        "is {}; only a running experiment's criteria change by approval (a draft changes directly)",
+                        before.status.as_str()
+                    ),
+                ));
+            }
+            Ok(("definition = $2", vec![definition]))
+        };
+        on!(self, db => db.experiment_transition(ws, key, None, meta, "criteria", None, check).await)
+    }
+
+    /// Validates new criteria for the running experiment `key` (what
+    /// [`Store::amend_experiment_criteria`] checks), so a change request is
+    /// refused when it is filed rather than when it is approved.
+    pub async fn check_experiment_criteria(&self, ws: &str, key: &str, def: &ExperimentDef) -> Result<()> {
+        let current = self.get_experiment(ws, key).await?;
+        let mut problems = Vec::new();
+        let fixed = [
+            ("key", def.key == current.definition.key),
+            ("flag", def.flag == current.definition.flag),
+            ("environment", def.environment == current.definition.environment),
+            ("arms", json(&def.arms) == json(&current.definition.arms)),
+        ];
+        for (field, same) in fixed {
+            if !same {
+                problems.push(FieldError {
+                    field: format!("/experiment/{field}"),
+                    message: format!("cannot change while experiment `{key}` runs; decide it and start a new one"),
+                });
+            }
+        }
+        if !problems.is_empty() {
+            return Err(StoreError::Invalid(problems));
+        }
+        self.check_experiment(ws, def).await
+    }
+
     /// The experiment `key` of `ws`.
     pub async fn get_experiment(&self, ws: &str, key: &str) -> Result<ExperimentRecord> {
         on!(self, db => db.get_experiment(ws, key).await)

@@ -6,6 +6,8 @@ mod support;
 
 /// `flag`, `rollout`, `segment`, `token`: the admin commands and their errors.
 mod admin;
+/// `scan`, `review`, `approve`, `deploy record`, `dora`.
+mod alignment;
 /// `apply`, `import`, `export`: GitOps and file formats.
 mod gitops;
 /// Two `serve` processes on one PostgreSQL: shared changes, versions, SIGKILL.

@@ -3,7 +3,8 @@
 //! Every change is classified by the workspace's [`Policy`]. Reversible
 //! changes (toggle, rollout %, targeting, scheduling) apply at once for a
 //! role allowed to make them. Irreversible ones (delete / archive / restore
-//! a flag, revert an irreversible change, change the policy) become a
+//! a flag, change a running experiment's criteria, change the North Star,
+//! revert an irreversible change, change the policy) become a
 //! change request that a *different* person with the product or admin role
 //! approves; the approval and the change commit in one transaction, and
 //! both approvals and rejections are audited. Reverting an irreversible
@@ -19,7 +20,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use sextant_core::{Flag, Targeting};
 use sextant_store::{
-    ChangeClass, ChangeMeta, ChangeRequest, FieldError, NewChangeRequest, Policy, PolicyRecord, RequestStatus, Role,
+    ChangeClass, ChangeMeta, ChangeRequest, ExperimentDef, FieldError, NewChangeRequest, Policy, PolicyRecord,
+    RequestStatus, Role,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -111,6 +113,42 @@ pub fn check_hypothesis(flag: &Flag, errors: &mut Vec<FieldError>) {
         Some(e) if !e.is_finite() || e <= 0.0 => err("/minimum_effect", "must be a positive number (0.02 = 2%)"),
         Some(_) => {}
     }
+}
+
+/// Checks that a flag's hypothesis names a node of the workspace's metric
+/// tree, once the workspace has one (a workspace without metrics has no
+/// tree to check against yet). The error names the metric and the nodes
+/// that exist.
+pub async fn check_hypothesis_metric(
+    state: &AppState,
+    ws: &str,
+    flag: &Flag,
+    errors: &mut Vec<FieldError>,
+) -> Result<(), ApiError> {
+    let Some(metric) = flag
+        .hypothesis
+        .as_ref()
+        .filter(|h| !h.operational)
+        .and_then(|h| h.metric.as_deref())
+        .filter(|m| !m.trim().is_empty())
+    else {
+        return Ok(());
+    };
+    let metrics = state.store.list_metrics(ws).await?;
+    if metrics.is_empty() || metrics.iter().any(|m| m.metric.key == metric) {
+        return Ok(());
+    }
+    let mut keys: Vec<&str> = metrics.iter().map(|m| m.metric.key.as_str()).collect();
+    keys.sort_unstable();
+    errors.push(FieldError {
+        field: "/flag/hypothesis/metric".into(),
+        message: format!(
+            "metric `{metric}` is not in the metric tree of workspace `{ws}` (its nodes: {}); \
+             add it first (`sextant metric add {metric} …`) or name an existing node",
+            keys.join(", ")
+        ),
+    });
+    Ok(())
 }
 
 /// Files a change request and answers `202 Accepted` with it.
@@ -357,6 +395,11 @@ async fn apply(state: &AppState, ws: &str, r: &ChangeRequest, meta: &ChangeMeta)
             let policy: Policy = serde_json::from_value(payload("policy")?).map_err(ApiError::internal)?;
             state.commit(store.set_policy(ws, &policy, meta)).await.map(drop)?
         }
+        "north_star.update" => state.commit(store.set_north_star(ws, &r.key, meta)).await.map(drop)?,
+        "experiment.criteria" => {
+            let def: ExperimentDef = serde_json::from_value(payload("experiment")?).map_err(ApiError::internal)?;
+            store.amend_experiment_criteria(ws, &r.key, def, meta).await.map(drop)?
+        }
         "change.revert" => {
             let id = r
                 .reverts_change_id
@@ -375,6 +418,11 @@ async fn apply(state: &AppState, ws: &str, r: &ChangeRequest, meta: &ChangeMeta)
                 Revert::Policy(p) => state.commit(store.set_policy(ws, &p, meta)).await.map(drop)?,
                 Revert::Definition(flag) => state
                     .commit(store.replace_flag(ws, &change.key, None, *flag, meta))
+                    .await
+                    .map(drop)?,
+                Revert::NorthStar(key) => state.commit(store.set_north_star(ws, &key, meta)).await.map(drop)?,
+                Revert::Criteria(def) => store
+                    .amend_experiment_criteria(ws, &change.key, *def, meta)
                     .await
                     .map(drop)?,
             }
@@ -396,6 +444,8 @@ enum Revert {
     Archive,
     Policy(Policy),
     Definition(Box<Flag>),
+    NorthStar(String),
+    Criteria(Box<ExperimentDef>),
 }
 
 fn revert_plan(c: &sextant_store::ChangeRecord) -> Result<Revert, ApiError> {
@@ -419,6 +469,16 @@ fn revert_plan(c: &sextant_store::ChangeRecord) -> Result<Revert, ApiError> {
             Revert::Definition(Box::new(flag))
         }
         ("policy", "update") => Revert::Policy(serde_json::from_value(before()?).map_err(|_| bad())?),
+        ("metric", "change_north_star") => {
+            let before = before()?;
+            let old = before["north_star"].as_str().ok_or_else(bad)?;
+            Revert::NorthStar(old.to_owned())
+        }
+        ("experiment", "criteria") => {
+            let before = before()?;
+            let def = serde_json::from_value(before["definition"].clone()).map_err(|_| bad())?;
+            Revert::Criteria(Box::new(def))
+        }
         _ => return Err(bad()),
     })
 }
@@ -519,6 +579,8 @@ pub async fn revert(
     }
     match change.kind.as_str() {
         "policy" => admin.require(Action::ManageEnvironments)?,
+        "metric" => admin.require(Action::ChangeNorthStar)?,
+        "experiment" => admin.require(Action::EditExperiment)?,
         _ => admin.require(Action::DeleteFlag)?,
     }
     revert_plan(&change)?;

@@ -1,8 +1,10 @@
 //! Experiments: create, list, read, change (drafts only), start, results
 //! and decide.
 //!
-//! Changing a started experiment's definition is an irreversible change
-//! that needs approval; no approval flow exists yet, so it is refused with
+//! Changing a running experiment's criteria is an irreversible change:
+//! it answers `202` with an `experiment.criteria` change request that
+//! another product or admin person approves (the flag, environment and
+//! arms cannot change while it runs). A decided experiment is refused with
 //! `experiment_running`.
 
 use axum::extract::{Path, State};
@@ -152,12 +154,13 @@ pub async fn get_experiment(
     Ok(view(&rec, StatusCode::OK))
 }
 
-/// Changes a draft's definition. A started experiment is refused with
-/// `experiment_running`: its definition is frozen. Honours `If-Match`.
+/// Changes a draft's definition. A running experiment's criteria change
+/// only by approval: `202` with an `experiment.criteria` change request. A
+/// decided one is refused with `experiment_running`. Honours `If-Match`.
 #[utoipa::path(put, path = "/api/v1/workspaces/{ws}/experiments/{key}", tag = "experiments",
     request_body = PutExperiment,
     params(("ws" = String, Path, description = "Workspace key"), ("key" = String, Path, description = "Experiment key")),
-    responses((status = 200, body = Object), (status = 409, body = crate::error::Problem),
+    responses((status = 200, body = Object), (status = 202, body = Object), (status = 409, body = crate::error::Problem),
               (status = 422, body = crate::error::Problem)))]
 pub async fn update_experiment(
     State(state): State<AppState>,
@@ -169,8 +172,32 @@ pub async fn update_experiment(
     admin.require(Action::EditExperiment)?;
     let expected = if_match(&headers)?;
     let mut errors = Vec::new();
-    let meta = change_meta(&admin, body.reason, &mut errors);
+    let meta = change_meta(&admin, body.reason.clone(), &mut errors);
     check(errors)?;
+    let current = state.store.get_experiment(&ws, &key).await?;
+    if current.status == ExperimentStatus::Running {
+        if let Some(v) = expected
+            && v != current.version
+        {
+            return Err(StoreError::VersionMismatch {
+                current: current.version,
+            }
+            .into());
+        }
+        state
+            .store
+            .check_experiment_criteria(&ws, &key, &body.experiment)
+            .await?;
+        let request = sextant_store::NewChangeRequest {
+            action: "experiment.criteria".into(),
+            kind: "experiment".into(),
+            key: key.clone(),
+            environment: Some(body.experiment.environment.clone()),
+            payload: Some(serde_json::to_value(&body.experiment).map_err(ApiError::internal)?),
+            reverts_change_id: None,
+        };
+        return super::changes::file(&state, &admin, &ws, request, body.reason).await;
+    }
     match state
         .store
         .update_experiment(&ws, &key, body.experiment, expected, &meta)
@@ -180,9 +207,8 @@ pub async fn update_experiment(
         Err(StoreError::State { detail, .. }) => Err(ApiError::new(
             Code::ExperimentRunning,
             format!(
-                "experiment `{key}` {detail}: changing a started experiment's arms, metrics, hypothesis, \
-                 success criteria or sample size needs approval, and no approval flow exists yet; \
-                 decide it (iterate) and create a new experiment instead"
+                "experiment `{key}` {detail}: a decided experiment does not change; \
+                 create a new experiment instead"
             ),
         )),
         Err(e) => Err(e.into()),

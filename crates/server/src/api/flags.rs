@@ -145,6 +145,7 @@ pub async fn create_flag(
     let mut errors = Vec::new();
     check_key("/flag/key", &body.flag.key, &mut errors);
     changes::check_hypothesis(&body.flag, &mut errors);
+    changes::check_hypothesis_metric(&state, &ws, &body.flag, &mut errors).await?;
     let meta = change_meta(&admin, body.reason, &mut errors);
     check(errors)?;
     changes::ensure_not_deleted(&state, &ws, &body.flag.key).await?;
@@ -195,6 +196,7 @@ pub async fn update_flag(
         });
     }
     changes::check_hypothesis(&body.flag, &mut errors);
+    changes::check_hypothesis_metric(&state, &ws, &body.flag, &mut errors).await?;
     check(errors)?;
     changes::ensure_not_archived(&state, &ws, &key).await?;
     if changes::gated(&state, &ws, "flag.update").await? {

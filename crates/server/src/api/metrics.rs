@@ -59,7 +59,7 @@ pub struct Value {
     pub stats: serde_json::Value,
 }
 
-fn value_of(aggregation: Aggregation, s: &UnitSums) -> Value {
+pub(crate) fn value_of(aggregation: Aggregation, s: &UnitSums) -> Value {
     let n = s.n as f64;
     let value = match aggregation {
         _ if s.n == 0 => None,
@@ -617,12 +617,15 @@ pub struct ReasonBody {
     pub reason: Option<String>,
 }
 
-/// Makes a metric the North Star (admin; an irreversible change). The
-/// previous North Star becomes its child.
+/// Makes a metric the North Star (admin). The previous North Star becomes
+/// its child. Changing an existing North Star is irreversible: `202` with a
+/// `north_star.update` change request that another product or admin person
+/// approves; naming the first one applies at once.
 #[utoipa::path(post, path = "/api/v1/workspaces/{ws}/metrics/{key}/north-star", tag = "metrics",
     request_body = ReasonBody,
     params(("ws" = String, Path, description = "Workspace key"), ("key" = String, Path, description = "Metric key")),
-    responses((status = 200, body = MetricView), (status = 403, body = crate::error::Problem)))]
+    responses((status = 200, body = MetricView), (status = 202, body = Object),
+              (status = 403, body = crate::error::Problem)))]
 pub async fn set_north_star(
     State(state): State<AppState>,
     admin: Admin,
@@ -631,8 +634,28 @@ pub async fn set_north_star(
 ) -> Result<Response, ApiError> {
     admin.require(Action::ChangeNorthStar)?;
     let mut errors = Vec::new();
-    let meta = change_meta(&admin, body.reason, &mut errors);
+    let meta = change_meta(&admin, body.reason.clone(), &mut errors);
     check(errors)?;
+    let target = state.store.get_metric(&ws, &key).await?;
+    let current = state
+        .store
+        .list_metrics(&ws)
+        .await?
+        .into_iter()
+        .find(|m| m.metric.north_star);
+    if let Some(current) = current
+        && current.metric.key != target.metric.key
+    {
+        let request = sextant_store::NewChangeRequest {
+            action: "north_star.update".into(),
+            kind: "metric".into(),
+            key: key.clone(),
+            environment: None,
+            payload: Some(serde_json::json!({"from": current.metric.key, "to": key})),
+            reverts_change_id: None,
+        };
+        return super::changes::file(&state, &admin, &ws, request, body.reason).await;
+    }
     let rec = state.commit(state.store.set_north_star(&ws, &key, &meta)).await?;
     Ok(versioned(StatusCode::OK, rec.version, &MetricView::from(rec)))
 }

@@ -5,6 +5,8 @@
 //! OFREP evaluation there that served it (not `DISABLED`/`ERROR`), noticed
 //! by [`sweep`] from the per-flag evaluation counters, or an exposure
 //! reported through `Store::record_exposure`. It is due 30 days later.
+//! The same sweep opens post-mortems for initiatives whose window ended
+//! without their metric moving ([`reports::open_due_post_mortems`]).
 
 use std::collections::HashSet;
 
@@ -31,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/workspaces/{ws}/flag-reviews", get(list_reviews))
         .route("/api/v1/workspaces/{ws}/flags/{key}/review", post(complete_review))
         .route("/api/v1/workspaces/{ws}/stale-flags", get(stale_flags))
+        .route("/api/v1/workspaces/{ws}/flag-lifecycle", get(flag_lifecycle))
         .route("/api/v1/reviews/{cadence}", get(report))
 }
 
@@ -70,7 +73,21 @@ pub async fn sweep(state: &AppState, seen: &mut HashSet<String>) {
             }
         }
     }
+    let hour = now.get(..13).unwrap_or_default().to_owned();
     for ws in workspaces {
+        // Initiatives whose window ended without moving their metric get a
+        // post-mortem; looked at once an hour (it reads metric values).
+        if seen.insert(format!("post-mortems:{ws}:{hour}")) {
+            match reports::open_due_post_mortems(&state.store, &ws, chrono::Utc::now()).await {
+                Ok(opened) => {
+                    for pm in opened {
+                        let payload = serde_json::to_value(&pm).unwrap_or_default();
+                        super::webhooks::notify(state, &ws, "post_mortem.due", &payload).await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, workspace = ws, "could not open due post-mortems"),
+            }
+        }
         let Ok(reviews) = state.store.list_reviews(&ws).await else {
             continue;
         };
@@ -152,6 +169,21 @@ pub async fn complete_review(
     };
     let review = state.store.complete_review(&ws, &key, &outcome, &meta).await?.value;
     Ok(Json(serde_json::to_value(review).unwrap_or_default()))
+}
+
+/// Lifecycle facts of the workspace's flags: archived, first production
+/// exposure (`sextant scan` reads which flags are archived here).
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/flag-lifecycle", tag = "reviews",
+    params(("ws" = String, Path, description = "Workspace key")), responses((status = 200, body = Object)))]
+pub async fn flag_lifecycle(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(ws): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin.require(Action::Read)?;
+    state.store.get_workspace(&ws).await?;
+    let items = state.store.list_lifecycle(&ws).await?;
+    Ok(Json(json!({ "items": items })))
 }
 
 /// `?days=N` (default 30).

@@ -36,6 +36,7 @@ pub const EVENTS: &[&str] = &[
     "review.due",
     "significance.reached",
     "deploy.recorded",
+    "post_mortem.due",
 ];
 
 /// Deliveries sent per worker pass.

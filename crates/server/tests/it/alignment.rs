@@ -649,3 +649,410 @@ fn webhook_backoff_doubles_per_failure() {
         [10, 20, 40, 80].map(Duration::from_secs)
     );
 }
+
+// ------------------------------------------------ issue 9: the rest of the rules
+
+fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+/// Revenue (North Star, sum of `purchase`) with `orders` under it.
+async fn metric_tree(s: &TestServer) {
+    for m in [
+        json!({"key": "revenue", "name": "Revenue", "aggregation": "sum", "event": "purchase",
+               "good_direction": "increase", "north_star": true}),
+        json!({"key": "orders", "name": "Orders", "aggregation": "count", "event": "purchase",
+               "good_direction": "increase", "parent": "revenue"}),
+    ] {
+        let r = s.post("/api/v1/workspaces/default/metrics", json!({"metric": m})).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+}
+
+/// Stores `purchase` events (unit, value, time) in production and rolls them up.
+async fn purchases(s: &TestServer, events: &[(&str, f64, &str)]) {
+    let store = &s.state.store;
+    let env = store.get_environment("default", "production").await.unwrap();
+    let mut b = sextant_store::EventBatchBuilder::with_capacity(events.len());
+    for (unit, value, t) in events {
+        b.track("purchase", unit, Some(*value), at(t).timestamp_millis(), None);
+    }
+    store.append_event_batches(&[b.finish(env.id, None)]).await.unwrap();
+    store.rollup_events(1000).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hypothesis_must_name_a_node_of_the_metric_tree() {
+    let s = TestServer::start().await;
+    metric_tree(&s).await;
+    let h = |metric: &str| json!({"metric": metric, "direction": "increase", "minimum_effect": 0.02, "reason": "r"});
+    let r = s.post(FLAGS, bare("lost", Some(h("conversoin")))).await;
+    r.assert_problem(422, "validation_failed");
+    assert_eq!(fields(&r), ["/flag/hypothesis/metric"]);
+    let msg = r.body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("`conversoin` is not in the metric tree") && msg.contains("orders, revenue"),
+        "{msg}"
+    );
+    assert_eq!(s.post(FLAGS, bare("found", Some(h("orders")))).await.status, 201);
+    // Replacing the definition is checked the same way.
+    let put = s
+        .call(
+            Method::PUT,
+            &format!("{FLAGS}/found"),
+            ADMIN,
+            Some(bare("found", Some(h("nope")))),
+        )
+        .await;
+    put.assert_problem(422, "validation_failed");
+    assert_eq!(fields(&put), ["/flag/hypothesis/metric"]);
+}
+
+#[tokio::test]
+async fn changing_the_north_star_needs_another_persons_approval_and_so_does_its_revert() {
+    let s = TestServer::start().await;
+    metric_tree(&s).await;
+    let product = s
+        .token(json!({"kind": "admin", "role": "product", "name": "pat"}))
+        .await;
+    let engineer = s
+        .token(json!({"kind": "admin", "role": "engineer", "name": "erin"}))
+        .await;
+    let ada = s.token(json!({"kind": "admin", "role": "admin", "name": "ada"})).await;
+    let change = "/api/v1/workspaces/default/metrics/orders/north-star";
+    let r = s.post(change, json!({"reason": "pivot to volume"})).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(r.body["action"], "north_star.update");
+    let id = r.body["id"].as_i64().unwrap();
+    // Nothing changed yet; the requester and an engineer cannot approve.
+    let ns = s.get("/api/v1/workspaces/default/metrics/revenue").await;
+    assert_eq!(ns.body["metric"]["north_star"], true);
+    approve(&s, ADMIN, id)
+        .await
+        .assert_problem(403, "self_approval_refused");
+    approve(&s, &engineer, id)
+        .await
+        .assert_problem(403, "permission_denied");
+    let ok = approve(&s, &product, id).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    assert_eq!(ok.body["status"], "applied");
+    let orders = s.get("/api/v1/workspaces/default/metrics/orders").await;
+    assert_eq!(orders.body["metric"]["north_star"], true);
+
+    // Reverting it is gated too: a change request, applied on approval.
+    let applied = ok.body["applied_change_id"].as_i64().unwrap();
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/api/v1/workspaces/default/changes/{applied}/revert"),
+            &ada,
+            Some(json!({"reason": "volume was the wrong call"})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let revert = r.body["id"].as_i64().unwrap();
+    approve(&s, &ada, revert)
+        .await
+        .assert_problem(403, "self_approval_refused");
+    assert_eq!(approve(&s, &product, revert).await.status, 200);
+    let ns = s.get("/api/v1/workspaces/default/metrics/revenue").await;
+    assert_eq!(ns.body["metric"]["north_star"], true);
+    assert_eq!(s.get("/api/v1/audit/verify").await.body["ok"], true);
+}
+
+fn experiment_body(sample: u64) -> Value {
+    json!({"experiment": {
+        "key": "bigger-button", "environment": "production", "flag": "checkout",
+        "arms": [{"variation": "off", "weight": 50}, {"variation": "on", "weight": 50}],
+        "primary_metric": "revenue", "guardrails": ["orders"],
+        "hypothesis": {"direction": "increase", "minimum_effect": 0.05},
+        "success_criteria": "revenue up 5%", "planned_sample_size": sample}})
+}
+
+#[tokio::test]
+async fn changing_a_running_experiments_criteria_needs_approval_and_keeps_its_arms() {
+    let s = TestServer::start().await;
+    s.flag("checkout", "production").await;
+    metric_tree(&s).await;
+    let exp = "/api/v1/workspaces/default/experiments";
+    let one = format!("{exp}/bigger-button");
+    assert_eq!(s.post(exp, experiment_body(20_000)).await.status, 201);
+    let engineer = s
+        .token(json!({"kind": "admin", "role": "engineer", "name": "erin"}))
+        .await;
+    let product = s
+        .token(json!({"kind": "admin", "role": "product", "name": "pat"}))
+        .await;
+    // A draft changes at once.
+    let r = s
+        .call(Method::PUT, &one, &engineer, Some(experiment_body(30_000)))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(s.post(&format!("{one}/start"), json!({})).await.status, 200);
+
+    let r = s
+        .call(Method::PUT, &one, &engineer, Some(experiment_body(40_000)))
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(r.body["action"], "experiment.criteria");
+    let id = r.body["id"].as_i64().unwrap();
+    assert_eq!(s.get(&one).await.body["definition"]["planned_sample_size"], 30_000);
+    approve(&s, &engineer, id)
+        .await
+        .assert_problem(403, "permission_denied");
+    let ok = approve(&s, &product, id).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    assert_eq!(s.get(&one).await.body["definition"]["planned_sample_size"], 40_000);
+
+    // Arms cannot change while it runs: refused when filed, naming the field.
+    let mut arms = experiment_body(40_000);
+    arms["experiment"]["arms"][0]["weight"] = json!(90);
+    arms["experiment"]["arms"][1]["weight"] = json!(10);
+    let r = s.call(Method::PUT, &one, &engineer, Some(arms)).await;
+    r.assert_problem(422, "validation_failed");
+    assert_eq!(r.body["errors"][0]["field"], "/experiment/arms");
+
+    // Its revert is a change request too.
+    let applied = ok.body["applied_change_id"].as_i64().unwrap();
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/api/v1/workspaces/default/changes/{applied}/revert"),
+            &engineer,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(approve(&s, &product, r.body["id"].as_i64().unwrap()).await.status, 200);
+    assert_eq!(s.get(&one).await.body["definition"]["planned_sample_size"], 30_000);
+}
+
+#[tokio::test]
+async fn the_weekly_review_shows_significance_ready_rollouts_tree_movement_and_overdue_kills() {
+    let s = TestServer::start().await;
+    s.flag("checkout", "production").await;
+    s.flag("banner", "production").await;
+    s.flag("legacy", "production").await;
+    metric_tree(&s).await;
+    let store = s.state.store.clone();
+    let now = at("2030-03-10T00:00:00Z");
+    // Revenue 100 the week before, 150 this week.
+    purchases(
+        &s,
+        &[
+            ("u1", 100.0, "2030-03-01T10:00:00Z"),
+            ("u1", 50.0, "2030-03-05T10:00:00Z"),
+            ("u2", 100.0, "2030-03-06T10:00:00Z"),
+        ],
+    )
+    .await;
+    // An experiment that reached significance.
+    let exp = "/api/v1/workspaces/default/experiments";
+    assert_eq!(s.post(exp, experiment_body(20_000)).await.status, 201);
+    assert_eq!(
+        s.post(&format!("{exp}/bigger-button/start"), json!({})).await.status,
+        200
+    );
+    store
+        .mark_experiment_significant("default", "bigger-button", at("2030-03-08T00:00:00Z"))
+        .await
+        .unwrap();
+    // A rollout whose 1-hour hold at 1% has passed.
+    let plan = json!({"plan": {"control": "off", "treatment": "on",
+        "stages": [{"percent": 1, "min_hold_seconds": 3600}, {"percent": 25}]}});
+    let path = "/api/v1/workspaces/default/flags/banner/environments/production/rollout";
+    assert_eq!(s.call(Method::PUT, path, ADMIN, Some(plan)).await.status, 200);
+    assert_eq!(s.post(&format!("{path}/start"), json!({})).await.status, 200);
+    sextant_server::scheduler::tick(&s.state, at("2030-03-09T20:00:00Z"))
+        .await
+        .unwrap();
+    // A flag whose 30-day review said kill, still on in production.
+    store
+        .record_exposure("default", "production", "legacy", "2030-01-01T00:00:00Z")
+        .await
+        .unwrap();
+    let r = s
+        .post(&format!("{FLAGS}/legacy/review"), json!({"decision": "kill"}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    let r = sextant_server::reports::review(&store, "default", sextant_server::reports::Cadence::Weekly, now)
+        .await
+        .unwrap();
+    let sig = &r["start"]["significant_experiments"];
+    assert_eq!(sig[0]["experiment"], "bigger-button", "{r:#}");
+    assert!(sig[0]["decide_by"].as_str().unwrap().starts_with("2030-03-15"), "{r:#}");
+    let ready = &r["start"]["rollouts_ready"];
+    assert_eq!(
+        (&ready[0]["flag"], &ready[0]["percent"], &ready[0]["next_percent"]),
+        (&json!("banner"), &json!(1.0), &json!(25.0)),
+        "{r:#}"
+    );
+    let ns = &r["metrics"][0];
+    assert_eq!(
+        (
+            &ns["metric"],
+            &ns["north_star"],
+            &ns["current"],
+            &ns["previous"],
+            &ns["trend"]
+        ),
+        (
+            &json!("revenue"),
+            &json!(true),
+            &json!(150.0),
+            &json!(100.0),
+            &json!("improving")
+        ),
+        "{r:#}"
+    );
+    assert_eq!(r["metrics"][1]["metric"], "orders");
+    assert_eq!(r["stop"]["overdue_kills"][0]["flag"], "legacy");
+    assert_eq!(r["stop"]["overdue_kills"][0]["still_on_in"], json!(["production"]));
+
+    let md = sextant_server::reports::markdown(&r);
+    for line in [
+        "### Experiments reaching significance",
+        "- experiment `bigger-button` (flag `checkout`) reached significance on `revenue`",
+        "- `banner` in production: 1% held long enough, next 25%",
+        "- `revenue` (North Star): 150.0000 (was 100.0000), +50.0% — improving",
+        "- `legacy` was to be killed at its review",
+    ] {
+        assert!(md.contains(line), "missing {line:?} in\n{md}");
+    }
+    // Within the hold the rollout is not listed.
+    let early = sextant_server::reports::review(
+        &store,
+        "default",
+        sextant_server::reports::Cadence::Weekly,
+        at("2030-03-09T20:30:00Z"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(early["start"]["rollouts_ready"], json!([]));
+    // The API serves the same report, as JSON or Markdown.
+    let api = s.get("/api/v1/reviews/weekly").await;
+    assert!(
+        api.body["start"]["significant_experiments"].is_array(),
+        "{:?}",
+        api.body
+    );
+    let md = s
+        .req(Method::GET, "/api/v1/reviews/quarterly?format=markdown", ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(md.headers()["content-type"], "text/markdown; charset=utf-8");
+    assert!(md.text().await.unwrap().contains("## North Star"));
+}
+
+#[tokio::test]
+async fn an_initiative_whose_metric_did_not_move_gets_a_post_mortem_due_once() {
+    let s = TestServer::start().await;
+    metric_tree(&s).await;
+    let init = |key: &str, metric: &str, ends: &str| {
+        json!({"initiative": {"key": key, "name": key, "team": "growth", "owner": "li", "metric": metric,
+            "direction": "increase", "expected_change": 0.1, "starts_on": "2030-03-01", "ends_on": ends}})
+    };
+    for body in [
+        init("one-click", "revenue", "2030-03-07"),
+        init("more-orders", "orders", "2030-03-07"),
+        init("still-running", "revenue", "2030-03-31"),
+    ] {
+        let r = s.post("/api/v1/workspaces/default/initiatives", body).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    // Before the window: revenue 100 in 2 orders; during it: 105 in 4 orders.
+    purchases(
+        &s,
+        &[
+            ("u1", 50.0, "2030-02-25T10:00:00Z"),
+            ("u2", 50.0, "2030-02-26T10:00:00Z"),
+            ("u1", 30.0, "2030-03-02T10:00:00Z"),
+            ("u2", 25.0, "2030-03-03T10:00:00Z"),
+            ("u3", 25.0, "2030-03-04T10:00:00Z"),
+            ("u4", 25.0, "2030-03-05T10:00:00Z"),
+        ],
+    )
+    .await;
+    let store = s.state.store.clone();
+    let now = at("2030-03-09T00:00:00Z");
+    let opened = sextant_server::reports::open_due_post_mortems(&store, "default", now)
+        .await
+        .unwrap();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    let pm = &opened[0];
+    assert_eq!((pm.initiative.as_str(), pm.owner.as_str()), ("one-click", "li"));
+    assert_eq!(pm.due_at, "2030-03-22T00:00:00.000Z");
+    assert_eq!(
+        pm.expected.as_deref(),
+        Some("`revenue` to increase by at least 10.0% between 2030-03-01 and 2030-03-07 (observed: +5.0%)")
+    );
+    // Idempotent.
+    assert!(
+        sextant_server::reports::open_due_post_mortems(&store, "default", now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The monthly review shows each initiative with its metric.
+    let r = sextant_server::reports::review(&store, "default", sextant_server::reports::Cadence::Monthly, now)
+        .await
+        .unwrap();
+    let by_key = |k: &str| {
+        r["initiatives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["initiative"] == k)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        (
+            by_key("one-click")["moved"].clone(),
+            by_key("one-click")["phase"].clone()
+        ),
+        (json!(false), json!("ended"))
+    );
+    assert_eq!(by_key("more-orders")["moved"], true);
+    assert_eq!(by_key("still-running")["phase"], "active");
+    assert!(sextant_server::reports::markdown(&r).contains(
+        "- `one-click` (growth, li): `revenue` increase by +10.0% expected, +5.0% so far, not moved as expected"
+    ));
+    // Writing it from the template records a learning.
+    let done = s
+        .post(
+            "/api/v1/workspaces/default/post-mortems/one-click",
+            json!({"happened": "revenue +5%", "learned": "one-click mostly moved existing buyers"}),
+        )
+        .await;
+    assert_eq!(done.status, 200, "{:?}", done.body);
+    let l = s.get("/api/v1/workspaces/default/learnings?source=post_mortem").await;
+    assert_eq!(l.body["items"][0]["what"], "one-click mostly moved existing buyers");
+}
+
+#[tokio::test]
+async fn every_alignment_endpoint_is_in_the_openapi_document() {
+    let s = TestServer::start().await;
+    let doc = s.get("/api/openapi.json").await.body;
+    for path in [
+        "/api/v1/workspaces/{ws}/policy",
+        "/api/v1/workspaces/{ws}/change-requests/{id}/approve",
+        "/api/v1/workspaces/{ws}/changes/{id}/revert",
+        "/api/v1/workspaces/{ws}/principles",
+        "/api/v1/workspaces/{ws}/flag-reviews",
+        "/api/v1/workspaces/{ws}/flag-lifecycle",
+        "/api/v1/workspaces/{ws}/stale-flags",
+        "/api/v1/reviews/{cadence}",
+        "/api/v1/workspaces/{ws}/learnings",
+        "/api/v1/workspaces/{ws}/post-mortems",
+        "/api/v1/workspaces/{ws}/webhooks",
+        "/api/v1/deploys",
+        "/api/v1/dora",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is not in the OpenAPI document");
+    }
+}

@@ -53,10 +53,16 @@ async fn the_north_star_needs_the_admin_role_and_other_metrics_do_not() {
     s.call(Method::POST, change, &engineer, Some(json!({"reason": "pivot"})))
         .await
         .assert_problem(403, "permission_denied");
+    // Changing the North Star is irreversible: another person approves it.
     let r = s
         .call(Method::POST, change, ADMIN, Some(json!({"reason": "pivot"})))
         .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let approve = format!("/api/v1/workspaces/default/change-requests/{}/approve", r.body["id"]);
+    let product = s.token(json!({"kind": "admin", "role": "product"})).await;
+    let r = s.call(Method::POST, &approve, &product, Some(json!({}))).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = s.get("/api/v1/workspaces/default/metrics/orders").await;
     assert_eq!(r.body["metric"]["north_star"], true);
     let audit = s.get("/api/v1/audit?action=change_north_star").await;
     assert_eq!(
