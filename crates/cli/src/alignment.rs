@@ -64,7 +64,7 @@ pub fn review(args: ReviewArgs) -> Result<ExitCode> {
             print_json(&reply.body)?;
         } else {
             // One renderer for the API's `format=markdown` and the CLI.
-            print!("{}", sextant_server::reports::markdown(&reply.body));
+            out!("{}", sextant_server::reports::markdown(&reply.body));
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -95,7 +95,7 @@ pub fn approve(args: ApproveArgs) -> Result<ExitCode> {
         if args.remote.json {
             print_json(&reply.body)?;
         } else {
-            println!("{}", crate::change::describe(&reply.body));
+            outln!("{}", crate::change::describe(&reply.body));
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -168,7 +168,7 @@ pub fn deploy(args: DeployArgs) -> Result<ExitCode> {
             print_json(&reply.body)?;
         } else {
             let d = &reply.body;
-            println!(
+            outln!(
                 "recorded deploy #{} of {} {} ({}) at {}",
                 d["id"],
                 d["service"].as_str().unwrap_or(""),

@@ -607,7 +607,7 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     if json {
         crate::output::json(&report)?;
     } else {
-        print!("{}", report.text());
+        out!("{}", report.text());
     }
     let failed: Vec<String> = args
         .fail_on
