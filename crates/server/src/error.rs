@@ -3,7 +3,7 @@
 //! Every admin-API error is an RFC 9457 `application/problem+json` body
 //! with a stable snake_case `code`. A shipped code is never renamed.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -503,6 +503,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
                 Err(ApiError::new(Code::QueryInvalid, e.body_text()))
             }
             Err(e) => Err(ApiError::new(Code::QueryInvalid, e.body_text())),
+        }
+    }
+}
+
+/// `Path` whose rejections are problem+json: a segment that cannot be
+/// what the route expects (an id past `i64`, letters for a number) names
+/// a resource that cannot exist, so it is a 404 like any unknown id.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(p) => Ok(ApiPath(p.0)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(ApiError::new(
+                Code::RouteNotFound,
+                format!("no such resource: {}", e.body_text()),
+            )),
+            Err(e) => Err(ApiError::new(Code::RouteNotFound, e.body_text())),
         }
     }
 }

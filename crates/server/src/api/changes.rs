@@ -27,7 +27,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{change_meta, check};
 use crate::auth::{Action, Admin};
-use crate::error::{ApiError, ApiJson, ApiQuery, Code};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, Code};
 use crate::state::AppState;
 
 /// The change-request router.
@@ -289,7 +289,7 @@ pub async fn list_requests(
 pub async fn get_request(
     State(state): State<AppState>,
     admin: Admin,
-    Path((ws, id)): Path<(String, i64)>,
+    ApiPath((ws, id)): ApiPath<(String, i64)>,
 ) -> Result<Json<ChangeRequest>, ApiError> {
     admin.require(Action::Read)?;
     Ok(Json(state.store.get_change_request(&ws, id).await?))
@@ -342,7 +342,7 @@ fn may_decide(admin: &Admin, request: &ChangeRequest) -> Result<(), ApiError> {
 pub async fn approve(
     State(state): State<AppState>,
     admin: Admin,
-    Path((ws, id)): Path<(String, i64)>,
+    ApiPath((ws, id)): ApiPath<(String, i64)>,
     ApiJson(body): ApiJson<Decision>,
 ) -> Result<Json<ChangeRequest>, ApiError> {
     let request = state.store.get_change_request(&ws, id).await?;
@@ -492,7 +492,7 @@ fn revert_plan(c: &sextant_store::ChangeRecord) -> Result<Revert, ApiError> {
 pub async fn reject(
     State(state): State<AppState>,
     admin: Admin,
-    Path((ws, id)): Path<(String, i64)>,
+    ApiPath((ws, id)): ApiPath<(String, i64)>,
     ApiJson(body): ApiJson<Decision>,
 ) -> Result<Json<ChangeRequest>, ApiError> {
     let request = state.store.get_change_request(&ws, id).await?;
@@ -567,7 +567,7 @@ pub fn flag_request(action: &str, key: &str) -> NewChangeRequest {
 pub async fn revert(
     State(state): State<AppState>,
     admin: Admin,
-    Path((ws, id)): Path<(String, i64)>,
+    ApiPath((ws, id)): ApiPath<(String, i64)>,
     ApiJson(body): ApiJson<Decision>,
 ) -> Result<Response, ApiError> {
     let change = state.store.get_change(id).await?;

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{change_meta, check, check_key};
 use crate::auth::{Action, Admin};
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
 /// The principles router.
@@ -186,7 +186,7 @@ pub async fn create_violation(
 pub async fn resolve_violation(
     State(state): State<AppState>,
     admin: Admin,
-    Path((ws, id)): Path<(String, i64)>,
+    ApiPath((ws, id)): ApiPath<(String, i64)>,
     ApiJson(body): ApiJson<Resolution>,
 ) -> Result<Json<Value>, ApiError> {
     super::changes::require_product(&admin, "resolve violations")?;

@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 
 use super::{change_meta, check};
 use crate::auth::{Action, Admin};
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
 
 /// Event types a webhook may subscribe to (`*` = all).
@@ -247,7 +247,7 @@ pub async fn create_webhook(
 pub async fn delete_webhook(
     State(state): State<AppState>,
     admin: Admin,
-    Path((ws, id)): Path<(String, i64)>,
+    ApiPath((ws, id)): ApiPath<(String, i64)>,
 ) -> Result<StatusCode, ApiError> {
     admin.require(Action::ManageTokens)?;
     let meta = change_meta(&admin, None, &mut Vec::new());
@@ -262,7 +262,7 @@ pub async fn delete_webhook(
 pub async fn list_deliveries(
     State(state): State<AppState>,
     admin: Admin,
-    Path((ws, id)): Path<(String, i64)>,
+    ApiPath((ws, id)): ApiPath<(String, i64)>,
 ) -> Result<Json<Value>, ApiError> {
     admin.require(Action::Read)?;
     Ok(Json(json!({"items": state.store.list_deliveries(&ws, id).await?})))
@@ -277,7 +277,7 @@ pub async fn list_deliveries(
 pub async fn redeliver(
     State(state): State<AppState>,
     admin: Admin,
-    Path((ws, id, delivery)): Path<(String, i64, i64)>,
+    ApiPath((ws, id, delivery)): ApiPath<(String, i64, i64)>,
 ) -> Result<Response, ApiError> {
     admin.require(Action::ManageTokens)?;
     let d = state.store.redeliver(&ws, id, delivery).await?;

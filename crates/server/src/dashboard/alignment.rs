@@ -241,7 +241,7 @@ pub async fn resolve(
     let body = Resolution {
         resolution: form.resolution.clone(),
     };
-    let path = Path((ws.clone(), id));
+    let path = crate::error::ApiPath((ws.clone(), id));
     match crate::api::principles::resolve_violation(State(state.clone()), ui.admin(), path, ApiJson(body)).await {
         Ok(_) => {
             announce(&state, &ws, "violation");

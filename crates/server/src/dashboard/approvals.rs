@@ -241,7 +241,7 @@ pub async fn decide(
     let body = ApiJson(DecisionBody {
         reason: Some(form.reason.clone()),
     });
-    let path = Path((ws.clone(), id));
+    let path = crate::error::ApiPath((ws.clone(), id));
     let s = State(state.clone());
     let result = match form.decision.as_str() {
         "approve" => crate::api::changes::approve(s, ui.admin(), path, body).await.map(drop),

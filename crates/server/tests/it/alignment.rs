@@ -1056,3 +1056,22 @@ async fn every_alignment_endpoint_is_in_the_openapi_document() {
         assert!(doc["paths"][path].is_object(), "{path} is not in the OpenAPI document");
     }
 }
+
+#[tokio::test]
+async fn an_id_that_cannot_exist_in_a_path_is_a_problem_json_404_not_a_plain_text_400() {
+    let s = TestServer::start().await;
+    for path in [
+        "/api/v1/workspaces/default/change-requests/9223372036854775808",
+        "/api/v1/workspaces/default/change-requests/abc",
+        "/api/v1/workspaces/default/webhooks/1/deliveries/x/redeliver",
+    ] {
+        let r = if path.ends_with("redeliver") {
+            s.post(path, serde_json::json!({})).await
+        } else {
+            s.get(path).await
+        };
+        assert_eq!(r.status, 404, "{path}: {:?}", r.body);
+        assert_eq!(r.header("content-type"), Some("application/problem+json"), "{path}");
+        assert_eq!(r.body["code"], "route_not_found", "{path}");
+    }
+}
