@@ -4,7 +4,7 @@
 # usage: start_sextant WORKDIR ADMIN_TOKEN
 start_sextant() {
   local work=$1 admin=$2
-  SEXTANT_TOKEN_RATE_LIMIT=0 SEXTANT_LOG=warn SEXTANT_ADMIN_TOKEN=$admin "$root/target/release/sextant" serve --listen 127.0.0.1:0 \
+  SEXTANT_TOKEN_RATE_LIMIT=0 SEXTANT_LOG=warn SEXTANT_ADMIN_TOKEN=$admin "${CARGO_TARGET_DIR:-$root/target}/release/sextant" serve --listen 127.0.0.1:0 \
     --database-url "sqlite:$work/sextant.db" >"$work/out.log" 2>"$work/err.log" &
   SEXTANT_PID=$!
   SEXTANT_URL=
