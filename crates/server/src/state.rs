@@ -260,6 +260,17 @@ impl AppState {
         let _ = self.changes.send(Arc::new(change));
     }
 
+    /// Announces a write that does not go through [`AppState::commit`]
+    /// (change requests filed or rejected, principles, violations), so
+    /// open dashboard pages refresh whoever made it: API, CLI or dashboard.
+    pub fn announce_in(&self, ws: &str, kind: &str, key: Option<String>) {
+        self.announce(Change {
+            workspace: Some(ws.to_owned()),
+            kind: Some(kind.to_owned()),
+            key,
+        });
+    }
+
     /// A receiver of future [`Change`] announcements.
     pub fn changes(&self) -> broadcast::Receiver<Arc<Change>> {
         self.changes.subscribe()

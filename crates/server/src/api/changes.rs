@@ -163,6 +163,7 @@ pub async fn file(
     let meta = change_meta(admin, reason, &mut errors);
     check(errors)?;
     let filed = state.store.create_change_request(ws, &request, &meta).await?.value;
+    state.announce_in(ws, "change_request", Some(filed.id.to_string()));
     super::webhooks::notify(
         state,
         ws,
@@ -501,6 +502,7 @@ pub async fn reject(
     let meta = change_meta(&admin, body.reason, &mut errors);
     check(errors)?;
     let decided = state.store.reject_change_request(&ws, id, &meta).await?.value;
+    state.announce_in(&ws, "change_request", Some(id.to_string()));
     super::webhooks::notify(
         &state,
         &ws,

@@ -127,6 +127,7 @@ pub async fn create_principle(
         .create_principle(&ws, &body.key, &name, &description, &meta)
         .await?
         .value;
+    state.announce_in(&ws, "principle", Some(body.key.clone()));
     Ok((StatusCode::CREATED, Json(p)).into_response())
 }
 
@@ -175,6 +176,7 @@ pub async fn create_violation(
     let meta = change_meta(&admin, None, &mut errors);
     check(errors)?;
     let out = state.store.create_violation(&ws, &v, &meta).await?.value;
+    state.announce_in(&ws, "violation", None);
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
@@ -195,5 +197,6 @@ pub async fn resolve_violation(
     let meta = change_meta(&admin, None, &mut errors);
     check(errors)?;
     let v = state.store.resolve_violation(&ws, id, &resolution, &meta).await?.value;
+    state.announce_in(&ws, "violation", None);
     Ok(Json(serde_json::to_value(v).unwrap_or_default()))
 }

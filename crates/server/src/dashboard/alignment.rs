@@ -20,7 +20,7 @@ use crate::api::principles::{NewPrinciple, Resolution, ViolationBody};
 use crate::auth::Action;
 use crate::error::{ApiError, ApiJson};
 use crate::reports::{self, Cadence, DoraWeek};
-use crate::state::{AppState, Change};
+use crate::state::AppState;
 
 /// `?done=` after a form.
 #[derive(Debug, Default, Deserialize)]
@@ -183,15 +183,6 @@ fn some(s: &str) -> Option<String> {
     (!s.trim().is_empty()).then(|| s.trim().to_owned())
 }
 
-fn announce(state: &AppState, ws: &str, kind: &str) {
-    // Principles and violations are not flag writes: nothing else announces them.
-    state.announce(Change {
-        workspace: Some(ws.to_owned()),
-        kind: Some(kind.to_owned()),
-        key: None,
-    });
-}
-
 /// `POST /w/{ws}/violations`: the API's `create_violation`.
 pub async fn declare(
     State(state): State<AppState>,
@@ -212,10 +203,7 @@ pub async fn declare(
     match crate::api::principles::create_violation(State(state.clone()), ui.admin(), Path(ws.clone()), ApiJson(body))
         .await
     {
-        Ok(_) => {
-            announce(&state, &ws, "violation");
-            Redirect::to(&format!("/w/{}/principles?done=violation", enc(&ws))).into_response()
-        }
+        Ok(_) => Redirect::to(&format!("/w/{}/principles?done=violation", enc(&ws))).into_response(),
         Err(e) => principles_page(&state, &ui, &ws, None, Some(e), &form).await,
     }
 }
@@ -243,10 +231,7 @@ pub async fn resolve(
     };
     let path = crate::error::ApiPath((ws.clone(), id));
     match crate::api::principles::resolve_violation(State(state.clone()), ui.admin(), path, ApiJson(body)).await {
-        Ok(_) => {
-            announce(&state, &ws, "violation");
-            Redirect::to(&format!("/w/{}/principles?done=resolved", enc(&ws))).into_response()
-        }
+        Ok(_) => Redirect::to(&format!("/w/{}/principles?done=resolved", enc(&ws))).into_response(),
         Err(e) => principles_page(&state, &ui, &ws, None, Some(e), &ViolationForm::default()).await,
     }
 }
@@ -282,10 +267,7 @@ pub async fn define(
     match crate::api::principles::create_principle(State(state.clone()), ui.admin(), Path(ws.clone()), ApiJson(body))
         .await
     {
-        Ok(_) => {
-            announce(&state, &ws, "principle");
-            Redirect::to(&format!("/w/{}/principles?done=principle", enc(&ws))).into_response()
-        }
+        Ok(_) => Redirect::to(&format!("/w/{}/principles?done=principle", enc(&ws))).into_response(),
         Err(e) => principles_page(&state, &ui, &ws, None, Some(e), &ViolationForm::default()).await,
     }
 }

@@ -20,7 +20,7 @@ use super::session::Ui;
 use super::time;
 use crate::api::changes::Decision as DecisionBody;
 use crate::error::{ApiError, ApiJson};
-use crate::state::{AppState, Change};
+use crate::state::AppState;
 
 fn inbox_url(ws: &str) -> String {
     format!("/w/{}/approvals", enc(ws))
@@ -253,12 +253,6 @@ pub async fn decide(
     };
     match result {
         Ok(()) => {
-            // A rejection writes no flag, so nothing else announces it.
-            state.announce(Change {
-                workspace: Some(ws.clone()),
-                kind: Some("change_request".into()),
-                key: Some(id.to_string()),
-            });
             let done = if form.decision == "approve" {
                 "approved"
             } else {
@@ -397,25 +391,20 @@ async fn request_lifecycle(
         Lifecycle::Restore => crate::api::changes::restore(s, ui.admin(), path, body).await,
     };
     match result {
-        Ok(response) => filed(&state, &ws, response).await,
+        Ok(response) => filed(&ws, response).await,
         Err(e) => lifecycle_form(&state, &ui, &ws, &key, what, Some(e), &form.reason).await,
     }
 }
 
-/// After the API answered `202` with a change request: announce it (filing
-/// writes no flag) and go to the inbox saying which request was filed.
-pub async fn filed(state: &AppState, ws: &str, response: Response) -> Response {
+/// After the API answered `202` with a change request (the API announced
+/// it): go to the inbox saying which request was filed.
+pub async fn filed(ws: &str, response: Response) -> Response {
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .unwrap_or_default();
     let id = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .and_then(|v| v["id"].as_i64());
-    state.announce(Change {
-        workspace: Some(ws.to_owned()),
-        kind: Some("change_request".into()),
-        key: id.map(|i| i.to_string()),
-    });
     let done = id.map_or_else(|| "filed-?".to_owned(), |i| format!("filed-{i}"));
     Redirect::to(&format!("{}?done={done}", inbox_url(ws))).into_response()
 }

@@ -876,7 +876,7 @@ pub async fn targeting(
     };
     match result {
         // The workspace policy gates targeting: a change request was filed.
-        Ok(r) if r.status() == StatusCode::ACCEPTED => super::approvals::filed(&state, &ws, r).await,
+        Ok(r) if r.status() == StatusCode::ACCEPTED => super::approvals::filed(&ws, r).await,
         Ok(_) => Redirect::to(&format!("{}?done=targeting", flag_url(&ws, &key))).into_response(),
         Err(err) => {
             // Show the stored state as it is now (it may have moved on).

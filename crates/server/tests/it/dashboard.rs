@@ -1058,3 +1058,40 @@ async fn an_experiment_with_a_pre_period_shows_its_cuped_adjusted_comparison() {
         "{removed}: {section}"
     );
 }
+
+#[tokio::test]
+async fn the_live_stream_announces_a_principle_defined_through_the_api_not_only_the_dashboard() {
+    let server = TestServer::start().await;
+    let mut b = Browser::new(&server);
+    b.sign_in(ADMIN).await;
+    let r = b
+        .http
+        .get(server.url("/ui/live"))
+        .header("cookie", b.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut stream = r.bytes_stream();
+    use futures_util::StreamExt;
+    let mut text = String::new();
+    while !text.contains("event: hello") {
+        text.push_str(&String::from_utf8_lossy(&stream.next().await.unwrap().unwrap()));
+    }
+    let created = server
+        .post(
+            "/api/v1/workspaces/default/principles",
+            serde_json::json!({"key": "customers-first", "name": "Customers first", "description": "No dark patterns"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    while !text.contains("event: change") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+            .await
+            .expect("a change event")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains(r#""kind":"principle""#), "{text}");
+}
