@@ -233,6 +233,7 @@ pub async fn start_experiment(
     let meta = change_meta(&admin, body.reason, &mut errors);
     check(errors)?;
     let rec = state.store.start_experiment(&ws, &key, expected, &meta).await?.value;
+    state.announce_in(&ws, "experiment", Some(key.clone()));
     Ok(view(&rec, StatusCode::OK))
 }
 
@@ -267,6 +268,7 @@ pub async fn decide_experiment(
         .decide_experiment(&ws, &key, body.decision, &learning, &meta)
         .await?
         .value;
+    state.announce_in(&ws, "experiment", Some(key.clone()));
     Ok(view(&rec, StatusCode::OK))
 }
 

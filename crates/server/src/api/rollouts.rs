@@ -212,6 +212,8 @@ async fn transition(
         .set_rollout_progress(&ws, &key, &env, rec.version, progress, action, &meta)
         .await?
         .value;
+    // Plan progress is not a flag write through `commit`: announce it here.
+    state.announce_in(&ws, "rollout", Some(key.clone()));
     Ok(versioned(StatusCode::OK, rec.version, &PlanView::from(rec)))
 }
 

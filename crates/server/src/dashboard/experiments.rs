@@ -21,7 +21,7 @@ use crate::api::experiments::{Decide, Results};
 use crate::auth::Action;
 use crate::error::{ApiError, ApiJson};
 use crate::experiments::{Analysis, MetricResult};
-use crate::state::{AppState, Change};
+use crate::state::AppState;
 
 fn experiment_url(ws: &str, key: &str) -> String {
     format!("/w/{}/experiments/{}", enc(ws), enc(key))
@@ -405,15 +405,7 @@ pub async fn decide(
         Err(e) => Err(e),
     };
     match result {
-        Ok(()) => {
-            // The decision is not a flag change, so nothing else announces it.
-            state.announce(Change {
-                workspace: Some(ws.clone()),
-                kind: Some("experiment".into()),
-                key: Some(key.clone()),
-            });
-            Redirect::to(&format!("{}?done=decided", experiment_url(&ws, &key))).into_response()
-        }
+        Ok(()) => Redirect::to(&format!("{}?done=decided", experiment_url(&ws, &key))).into_response(),
         Err(e) => page(&state, &ui, &ws, &key, false, Some(e), &form).await,
     }
 }

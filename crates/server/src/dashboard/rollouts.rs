@@ -19,7 +19,7 @@ use super::time;
 use crate::api::rollouts::{PlanView, Reason};
 use crate::auth::Action;
 use crate::error::{ApiError, ApiJson};
-use crate::state::{AppState, Change};
+use crate::state::AppState;
 
 fn plan_url(ws: &str, flag: &str, env: &str) -> String {
     format!("/w/{}/flags/{}/envs/{}/rollout", enc(ws), enc(flag), enc(env))
@@ -233,15 +233,7 @@ pub async fn action(
         )),
     };
     match result {
-        Ok(_) => {
-            // Plan progress is not a flag write, so nothing else announces it.
-            state.announce(Change {
-                workspace: Some(ws.clone()),
-                kind: Some("rollout".into()),
-                key: Some(key.clone()),
-            });
-            Redirect::to(&format!("{}?done={}", plan_url(&ws, &key, &env), form.action)).into_response()
-        }
+        Ok(_) => Redirect::to(&format!("{}?done={}", plan_url(&ws, &key, &env), form.action)).into_response(),
         Err(e) => plan_page(&state, &ui, &ws, &key, &env, None, Some(e)).await,
     }
 }
