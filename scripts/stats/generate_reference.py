@@ -13,7 +13,9 @@ statistic has a library implementation it is used (scipy.stats.ttest_ind_
 from_stats, statsmodels proportions_ztest / multipletests / NormalIndPower,
 scipy.stats.chisquare, scipy.integrate.quad); the rest are closed forms
 written out in NumPy/SciPy from the papers cited in crates/stats/src/lib.rs;
-CUPED is also checked against an OLS (ANCOVA) fit on the raw rows.
+CUPED is also checked against an OLS (ANCOVA) fit on the raw rows; CUPED
+for ratio metrics against OLS on the raw rows' delta-method linearisations
+and by a Monte Carlo simulation of its bias, spread and coverage.
 """
 
 import json
@@ -364,6 +366,189 @@ for name, raw_c, raw_t, alpha in [
         }
     )
 
+# ---------------------------------------------------------------- CUPED for ratios
+# Deng, Knoblich & Lu (2018): the ratio R = Σnum/Σden is adjusted by the
+# pre-period ratio Rx = Σpre_num/Σpre_den through the delta method. Each
+# unit's contribution is linearised, l_y = (num − R·den)/mean(den) and
+# l_x = (pre_num − Rx·pre_den)/mean(pre_den); θ pools the arms' within-arm
+# Σl_x·l_y / Σl_x²; estimate (R_t − R_c) − θ(Rx_t − Rx_c); variance per arm
+# Var(l_y − θ·l_x)/n. Below: the closed form from the sums (what the Rust
+# code gets), checked against the raw rows (OLS on the linearisations, the
+# residual variance), against plain CUPED when every denominator is 1, and
+# by a Monte Carlo simulation of the estimator's bias, spread and coverage.
+rng_ratio_cuped = np.random.default_rng(20261129)
+
+
+def ratio_cuped_raw(n, effect, sticky_sessions=True, unit_den=False):
+    """Per unit a spending level (gamma, mean 10), sessions before and in
+    the experiment (Poisson; the same count in both when sticky; some units
+    have none before), revenue = sessions × (level + effect) + noise."""
+    g = rng_ratio_cuped
+    level = g.gamma(4.0, 2.5, n)
+    if unit_den:
+        den = np.ones(n)
+        pre_den = np.ones(n)
+    else:
+        pre_den = g.poisson(2.5, n).astype(float)
+        den = pre_den + 1.0 if sticky_sessions else g.poisson(2.5, n).astype(float) + 1.0
+    pre_num = pre_den * level + g.normal(0, 4.0, n) * np.sqrt(pre_den)
+    num = den * (level + effect) + g.normal(0, 4.0, n) * np.sqrt(den)
+    return num, den, pre_num, pre_den
+
+
+def ratio_stats_of(num, den):
+    return {
+        "n": int(len(num)),
+        "sum_num": f(num.sum()),
+        "sum_num_sq": f((num * num).sum()),
+        "sum_den": f(den.sum()),
+        "sum_den_sq": f((den * den).sum()),
+        "sum_num_den": f((num * den).sum()),
+    }
+
+
+def ratio_cuped_sums(raw):
+    num, den, pre_num, pre_den = raw
+    return {
+        "metric": ratio_stats_of(num, den),
+        "covariate": ratio_stats_of(pre_num, pre_den),
+        "sum_num_pre_num": f((num * pre_num).sum()),
+        "sum_num_pre_den": f((num * pre_den).sum()),
+        "sum_den_pre_num": f((den * pre_num).sum()),
+        "sum_den_pre_den": f((den * pre_den).sum()),
+    }
+
+
+def ratio_cuped_centered(a):
+    """Σl_y², Σl_x², Σl_x·l_y from the sums (the explicit delta-method formula)."""
+    m, p = a["metric"], a["covariate"]
+    n = m["n"]
+    r, rx = m["sum_num"] / m["sum_den"], p["sum_num"] / p["sum_den"]
+    md, mpd = m["sum_den"] / n, p["sum_den"] / n
+    cv = lambda sa, sb, sab: cov_from_sums(n, sa, sb, sab)  # noqa: E731
+    vn = var_from_sums(n, m["sum_num"], m["sum_num_sq"])
+    vd = var_from_sums(n, m["sum_den"], m["sum_den_sq"])
+    vpn = var_from_sums(n, p["sum_num"], p["sum_num_sq"])
+    vpd = var_from_sums(n, p["sum_den"], p["sum_den_sq"])
+    syy = (vn - 2 * r * cv(m["sum_num"], m["sum_den"], m["sum_num_den"]) + r * r * vd) / (md * md)
+    sxx = (vpn - 2 * rx * cv(p["sum_num"], p["sum_den"], p["sum_num_den"]) + rx * rx * vpd) / (mpd * mpd)
+    sxy = (
+        cv(m["sum_num"], p["sum_num"], a["sum_num_pre_num"])
+        - rx * cv(m["sum_num"], p["sum_den"], a["sum_num_pre_den"])
+        - r * cv(m["sum_den"], p["sum_num"], a["sum_den_pre_num"])
+        + r * rx * cv(m["sum_den"], p["sum_den"], a["sum_den_pre_den"])
+    ) / (md * mpd)
+    return max(syy, 0.0) * (n - 1), max(sxx, 0.0) * (n - 1), sxy * (n - 1)
+
+
+def ratio_cuped_formula(c, t, alpha):
+    syc, sxc, sxyc = ratio_cuped_centered(c)
+    syt, sxt, sxyt = ratio_cuped_centered(t)
+    theta = (sxyc + sxyt) / (sxc + sxt)
+    nc, nt = c["metric"]["n"], t["metric"]["n"]
+    ratio_of = lambda s: s["sum_num"] / s["sum_den"]  # noqa: E731
+    rc, rt = ratio_of(c["metric"]), ratio_of(t["metric"])
+    xc, xt = ratio_of(c["covariate"]), ratio_of(t["covariate"])
+    xall = (c["covariate"]["sum_num"] + t["covariate"]["sum_num"]) / (c["covariate"]["sum_den"] + t["covariate"]["sum_den"])
+    va = lambda syy, sxx, sxy, n: max((syy - 2 * theta * sxy + theta * theta * sxx) / (n - 1), 0.0)  # noqa: E731
+    var_adj = va(syc, sxc, sxyc, nc) / nc + va(syt, sxt, sxyt, nt) / nt
+    var_raw = syc / (nc - 1) / nc + syt / (nt - 1) / nt
+    est = (rt - rc) - theta * (xt - xc)
+    se = np.sqrt(var_adj)
+    q = stats.norm.isf(alpha / 2)
+    return {
+        "theta": f(theta),
+        "control_adjusted_mean": f(rc - theta * (xc - xall)),
+        "treatment_adjusted_mean": f(rt - theta * (xt - xall)),
+        "difference": f(est),
+        "std_error": f(se),
+        "z": f(est / se),
+        "p_value": f(2 * stats.norm.sf(abs(est / se))),
+        "ci_lower": f(est - q * se),
+        "ci_upper": f(est + q * se),
+        "unadjusted_std_error": f(np.sqrt(var_raw)),
+        "variance_reduction": f(1 - var_adj / var_raw),
+    }
+
+
+def linearised(raw):
+    num, den, pre_num, pre_den = raw
+    ly = (num - num.sum() / den.sum() * den) / den.mean()
+    lx = (pre_num - pre_num.sum() / pre_den.sum() * pre_den) / pre_den.mean()
+    return ly, lx
+
+
+def ratio_cuped_from_rows(raw_c, raw_t):
+    """Independent check from the raw rows: θ is the slope of the OLS fit
+    l_y ~ 1 + treated + l_x on the linearisations, and the standard error
+    comes from each arm's residual l_y − θ·l_x."""
+    (lyc, lxc), (lyt, lxt) = linearised(raw_c), linearised(raw_t)
+    ly, lx = np.concatenate([lyc, lyt]), np.concatenate([lxc, lxt])
+    treated = np.concatenate([np.zeros(len(lyc)), np.ones(len(lyt))])
+    beta, *_ = np.linalg.lstsq(np.column_stack([np.ones_like(lx), treated, lx]), ly, rcond=None)
+    theta = beta[2]
+    var = sum(np.var(y - theta * x, ddof=1) / len(y) for y, x in [(lyc, lxc), (lyt, lxt)])
+    return theta, np.sqrt(var)
+
+
+cuped_ratio = []
+for name, raw_c, raw_t, alpha in [
+    ("revenue per session, sticky sessions", ratio_cuped_raw(3_000, 0.0), ratio_cuped_raw(3_000, 0.5), 0.05),
+    ("sessions drawn afresh", ratio_cuped_raw(2_000, 0.0, False), ratio_cuped_raw(2_500, 0.3, False), 0.1),
+    ("small arms", ratio_cuped_raw(40, 0.0), ratio_cuped_raw(35, 1.0), 0.05),
+    ("denominator 1 everywhere", ratio_cuped_raw(1_500, 0.0, unit_den=True), ratio_cuped_raw(1_500, 0.4, unit_den=True), 0.05),
+]:
+    c, t = ratio_cuped_sums(raw_c), ratio_cuped_sums(raw_t)
+    expected = ratio_cuped_formula(c, t, alpha)
+    rows_theta, rows_se = ratio_cuped_from_rows(raw_c, raw_t)
+    close(expected["theta"], rows_theta, 1e-9)
+    close(expected["std_error"], rows_se, 1e-9)
+    expected["rows_theta"] = f(rows_theta)
+    expected["rows_std_error"] = f(rows_se)
+    if name == "denominator 1 everywhere":
+        # With every denominator 1 the ratio is a per-unit mean: plain CUPED.
+        plain = lambda raw: sums_of((raw[2], raw[0]))  # noqa: E731
+        pc, pt = plain(raw_c), plain(raw_t)
+        ols_difference, ols_theta = ancova((raw_c[2], raw_c[0]), (raw_t[2], raw_t[0]))
+        close(expected["difference"], ols_difference, 1e-9)
+        close(expected["theta"], ols_theta, 1e-9)
+    cuped_ratio.append({"name": name, "input": {"control": c, "treatment": t, "alpha": alpha}, "expected": expected})
+
+
+def ratio_cuped_simulation(runs=2_000, n=800, effect=0.5, alpha=0.05):
+    """Monte Carlo: the adjusted estimate is unbiased for the true
+    difference of ratios, its delta-method standard error matches its
+    spread across runs, its interval covers at the nominal rate, and the
+    variance it removes is what the runs show."""
+    est, se, raw_est, reduction, cover = [], [], [], [], 0
+    for _ in range(runs):
+        c = ratio_cuped_sums(ratio_cuped_raw(n, 0.0))
+        t = ratio_cuped_sums(ratio_cuped_raw(n, effect))
+        e = ratio_cuped_formula(c, t, alpha)
+        est.append(e["difference"])
+        se.append(e["std_error"])
+        raw_est.append(t["metric"]["sum_num"] / t["metric"]["sum_den"] - c["metric"]["sum_num"] / c["metric"]["sum_den"])
+        reduction.append(e["variance_reduction"])
+        cover += e["ci_lower"] <= effect <= e["ci_upper"]
+    est, se, raw_est = np.array(est), np.array(se), np.array(raw_est)
+    out = {
+        "runs": runs,
+        "bias": f(est.mean() - effect),
+        "sd_over_mean_se": f(est.std(ddof=1) / se.mean()),
+        "coverage": f(cover / runs),
+        "observed_variance_reduction": f(1 - est.var(ddof=1) / raw_est.var(ddof=1)),
+        "mean_reported_variance_reduction": f(np.mean(reduction)),
+    }
+    assert abs(out["bias"]) < 4 * est.std(ddof=1) / np.sqrt(runs), out
+    assert 0.95 < out["sd_over_mean_se"] < 1.05, out
+    assert abs(out["coverage"] - (1 - alpha)) < 3 * np.sqrt(alpha * (1 - alpha) / runs), out
+    assert abs(out["observed_variance_reduction"] - out["mean_reported_variance_reduction"]) < 0.05, out
+    return out
+
+
+cuped_ratio_simulation = ratio_cuped_simulation()
+print("ratio CUPED simulation:", cuped_ratio_simulation)
+
 # ---------------------------------------------------------------- sequential
 def cs(est, se, n, alpha, tuning_n):
     l = -2 * np.log(alpha)
@@ -622,6 +807,8 @@ doc = {
     "relative_lift_proportions": lift_props,
     "ratio": ratio,
     "cuped": cuped,
+    "cuped_ratio": cuped_ratio,
+    "cuped_ratio_simulation": cuped_ratio_simulation,
     "sequential": sequential,
     "sequential_means": seq_means,
     "bayes_means": bayes_means,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StatsError, open_unit};
 use crate::special::{normal_sf, normal_upper_quantile, t_two_sided, t_upper_quantile};
-use crate::summary::{CupedStats, ProportionStats, RatioStats, SufficientStats};
+use crate::summary::{CupedStats, ProportionStats, RatioCupedStats, RatioStats, SufficientStats};
 
 /// A closed interval `[lower, upper]`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -256,15 +256,16 @@ pub fn ratio_test(control: &RatioStats, treatment: &RatioStats, alpha: f64) -> R
     })
 }
 
-/// CUPED: the difference of means adjusted by a pre-period covariate
-/// (Deng, Xu, Kohavi & Walker 2013).
+/// CUPED: the difference of means (or of ratios) adjusted by a pre-period
+/// covariate (Deng, Xu, Kohavi & Walker 2013).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CupedTest {
     /// θ = pooled within-arm cov(x, y) / var(x).
     pub theta: f64,
-    /// Control mean adjusted to the pooled covariate mean.
+    /// Control mean (ratio, for [`cuped_ratio`]) adjusted to the pooled
+    /// covariate mean.
     pub control_adjusted_mean: f64,
-    /// Treatment mean adjusted to the pooled covariate mean.
+    /// Treatment mean (ratio) adjusted to the pooled covariate mean.
     pub treatment_adjusted_mean: f64,
     /// Adjusted difference with its z-test (normal, large-sample).
     pub difference: ZTest,
@@ -282,8 +283,62 @@ pub struct CupedTest {
 /// cannot leak into θ through the difference of arm means.
 pub fn cuped(control: &CupedStats, treatment: &CupedStats, alpha: f64) -> Result<CupedTest> {
     open_unit("alpha", alpha)?;
-    let (syy_c, sxx_c, sxy_c) = control.centered()?;
-    let (syy_t, sxx_t, sxy_t) = treatment.centered()?;
+    let (nc, nt) = (control.n as f64, treatment.n as f64);
+    let arm = |s: &CupedStats, n: f64| -> Result<Arm> {
+        Ok(Arm {
+            n,
+            y: s.sum_y / n,
+            x: s.sum_x / n,
+            centered: s.centered()?,
+        })
+    };
+    let x_all = (control.sum_x + treatment.sum_x) / (nc + nt);
+    adjust(
+        &arm(control, nc)?,
+        &arm(treatment, nt)?,
+        x_all,
+        "the CUPED metric",
+        alpha,
+    )
+}
+
+/// CUPED for a ratio metric, with the pre-period ratio as covariate
+/// (Deng, Knoblich & Lu 2018, regression adjustment by the delta method).
+///
+/// Each unit's ratio contribution is linearised, `l_y = (num − R·den) /
+/// mean(den)` and `l_x` likewise over the pre-period; θ pools the arms'
+/// within-arm Σl_x·l_y / Σl_x² (for a denominator of 1 everywhere this is
+/// exactly [`cuped`]), the estimate is `(R_t − R_c) − θ·(Rx_t − Rx_c)` and
+/// its variance per arm is Var(l_y − θ·l_x) / n. The adjusted "means" are
+/// each arm's ratio moved to the pooled pre-period ratio.
+pub fn cuped_ratio(control: &RatioCupedStats, treatment: &RatioCupedStats, alpha: f64) -> Result<CupedTest> {
+    open_unit("alpha", alpha)?;
+    let arm = |s: &RatioCupedStats| -> Result<Arm> {
+        Ok(Arm {
+            n: s.metric.n as f64,
+            y: s.metric.ratio(),
+            x: s.covariate.ratio(),
+            centered: s.centered()?,
+        })
+    };
+    let x_all = (control.covariate.sum_num + treatment.covariate.sum_num)
+        / (control.covariate.sum_den + treatment.covariate.sum_den);
+    adjust(&arm(control)?, &arm(treatment)?, x_all, "the CUPED ratio metric", alpha)
+}
+
+/// One arm's CUPED inputs: units, metric and covariate estimates, and the
+/// centered sums (Σ(y−ȳ)², Σ(x−x̄)², Σ(x−x̄)(y−ȳ)) of the per-unit values
+/// (or, for a ratio, of their linearisations).
+struct Arm {
+    n: f64,
+    y: f64,
+    x: f64,
+    centered: (f64, f64, f64),
+}
+
+fn adjust(control: &Arm, treatment: &Arm, x_all: f64, metric: &'static str, alpha: f64) -> Result<CupedTest> {
+    let (syy_c, sxx_c, sxy_c) = control.centered;
+    let (syy_t, sxx_t, sxy_t) = treatment.centered;
     let sxx = sxx_c + sxx_t;
     if sxx <= 0.0 {
         return Err(StatsError::ZeroVariance {
@@ -291,20 +346,16 @@ pub fn cuped(control: &CupedStats, treatment: &CupedStats, alpha: f64) -> Result
         });
     }
     let theta = (sxy_c + sxy_t) / sxx;
-    let (nc, nt) = (control.n as f64, treatment.n as f64);
-    let mean = |s: f64, n: f64| s / n;
-    let (yc, yt) = (mean(control.sum_y, nc), mean(treatment.sum_y, nt));
-    let (xc, xt) = (mean(control.sum_x, nc), mean(treatment.sum_x, nt));
-    let x_all = (control.sum_x + treatment.sum_x) / (nc + nt);
+    let (nc, nt) = (control.n, treatment.n);
+    let (yc, yt) = (control.y, treatment.y);
+    let (xc, xt) = (control.x, treatment.x);
     // Variance of y − θx per arm, from the same centered sums.
     let adjusted_var =
         |syy: f64, sxx: f64, sxy: f64, n: f64| ((syy - 2.0 * theta * sxy + theta * theta * sxx) / (n - 1.0)).max(0.0);
     let var_adj = adjusted_var(syy_c, sxx_c, sxy_c, nc) / nc + adjusted_var(syy_t, sxx_t, sxy_t, nt) / nt;
     let var_raw = syy_c / (nc - 1.0) / nc + syy_t / (nt - 1.0) / nt;
     if var_raw <= 0.0 {
-        return Err(StatsError::ZeroVariance {
-            what: "the CUPED metric",
-        });
+        return Err(StatsError::ZeroVariance { what: metric });
     }
     let estimate = (yt - yc) - theta * (xt - xc);
     Ok(CupedTest {
@@ -320,6 +371,88 @@ pub fn cuped(control: &CupedStats, treatment: &CupedStats, alpha: f64) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One unit: (num, den, pre-period num, pre-period den).
+    type Row = (f64, f64, f64, f64);
+
+    /// Ratio CUPED sums from rows.
+    fn ratio_cuped_sums(rows: &[Row]) -> RatioCupedStats {
+        let sum = |f: &dyn Fn(&Row) -> f64| rows.iter().map(f).sum::<f64>();
+        let n = rows.len() as u64;
+        RatioCupedStats::new(
+            RatioStats::new(
+                n,
+                sum(&|r| r.0),
+                sum(&|r| r.0 * r.0),
+                sum(&|r| r.1),
+                sum(&|r| r.1 * r.1),
+                sum(&|r| r.0 * r.1),
+            )
+            .unwrap(),
+            RatioStats::new(
+                n,
+                sum(&|r| r.2),
+                sum(&|r| r.2 * r.2),
+                sum(&|r| r.3),
+                sum(&|r| r.3 * r.3),
+                sum(&|r| r.2 * r.3),
+            )
+            .unwrap(),
+            sum(&|r| r.0 * r.2),
+            sum(&|r| r.0 * r.3),
+            sum(&|r| r.1 * r.2),
+            sum(&|r| r.1 * r.3),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn ratio_cuped_with_every_denominator_one_is_plain_cuped() {
+        let control = [(3.0, 2.0), (5.0, 4.0), (4.0, 5.0), (9.0, 7.0), (1.0, 2.0)];
+        let treatment = [(6.0, 3.0), (4.0, 2.0), (8.0, 6.0), (7.0, 5.0)];
+        let plain = |rows: &[(f64, f64)]| {
+            let s = |f: &dyn Fn(&(f64, f64)) -> f64| rows.iter().map(f).sum::<f64>();
+            CupedStats::new(
+                rows.len() as u64,
+                s(&|r| r.0),
+                s(&|r| r.0 * r.0),
+                s(&|r| r.1),
+                s(&|r| r.1 * r.1),
+                s(&|r| r.0 * r.1),
+            )
+            .unwrap()
+        };
+        let ratio =
+            |rows: &[(f64, f64)]| ratio_cuped_sums(&rows.iter().map(|&(y, x)| (y, 1.0, x, 1.0)).collect::<Vec<_>>());
+        let a = cuped(&plain(&control), &plain(&treatment), 0.05).unwrap();
+        let b = cuped_ratio(&ratio(&control), &ratio(&treatment), 0.05).unwrap();
+        for (x, y) in [
+            (a.theta, b.theta),
+            (a.difference.estimate, b.difference.estimate),
+            (a.difference.std_error, b.difference.std_error),
+            (a.variance_reduction, b.variance_reduction),
+            (a.control_adjusted_mean, b.control_adjusted_mean),
+        ] {
+            assert!((x - y).abs() <= 1e-12 * x.abs().max(1.0), "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn ratio_cuped_without_any_pre_period_denominator_names_the_covariate() {
+        let rows = [(3.0, 2.0, 0.0, 0.0), (5.0, 4.0, 0.0, 0.0), (4.0, 1.0, 0.0, 0.0)];
+        let n = rows.len() as u64;
+        let metric = RatioStats::new(n, 12.0, 50.0, 7.0, 21.0, 30.0).unwrap();
+        let empty = RatioStats {
+            n,
+            sum_num: 0.0,
+            sum_num_sq: 0.0,
+            sum_den: 0.0,
+            sum_den_sq: 0.0,
+            sum_num_den: 0.0,
+        };
+        let err = RatioCupedStats::new(metric, empty, 0.0, 0.0, 0.0, 0.0).unwrap_err();
+        assert!(err.to_string().contains("CUPED covariate"), "{err}");
+    }
 
     #[test]
     fn welch_rejects_alpha_outside_the_unit_interval() {

@@ -9,7 +9,9 @@
 //!
 //! Sufficient statistics per arm, never raw rows ([`summary`]): n, Σx, Σx²
 //! for means; n and conversions for rates; Σnum, Σden, their squares and
-//! Σnum·den for ratio metrics; Σy, Σx, Σxy with squares for CUPED.
+//! Σnum·den for ratio metrics; Σy, Σx, Σxy with squares for CUPED; for
+//! CUPED on a ratio, both ratios' sums and the four cross products of
+//! numerator and denominator with the pre-period's.
 //! Every difference is **treatment − control**.
 //!
 //! # Methods
@@ -19,7 +21,9 @@
 //!   ratio metrics with the delta method (Deng, Knoblich & Lu 2018);
 //!   CUPED with its variance reduction (Deng, Xu, Kohavi & Walker 2013,
 //!   "Improving the sensitivity of online controlled experiments by
-//!   utilizing pre-experiment data").
+//!   utilizing pre-experiment data"), for ratio metrics too, with the
+//!   pre-period ratio as covariate through the delta method (Deng,
+//!   Knoblich & Lu 2018).
 //! - [`sequential`]: always-valid inference for looks at any time — the
 //!   Gaussian-mixture asymptotic confidence sequence (Waudby-Smith et al.
 //!   2021, "Time-uniform central limit theory and asymptotic confidence
@@ -56,4 +60,4 @@ pub mod summary;
 
 pub use error::{Result, StatsError};
 pub use frequentist::Interval;
-pub use summary::{CupedStats, ProportionStats, RatioStats, SufficientStats};
+pub use summary::{CupedStats, ProportionStats, RatioCupedStats, RatioStats, SufficientStats};

@@ -271,6 +271,113 @@ impl CupedStats {
     }
 }
 
+/// Per-arm sums for CUPED on a ratio metric (Deng, Knoblich & Lu 2018,
+/// "Applying the delta method in metric analytics"): per unit the metric's
+/// numerator and denominator in the experiment, the same two over the
+/// pre-period (the covariate is the pre-period ratio), and the four cross
+/// products between them that the delta method needs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RatioCupedStats {
+    /// The ratio in the experiment: n, Σnum, Σnum², Σden, Σden², Σnum·den.
+    pub metric: RatioStats,
+    /// The same ratio over the pre-period, over the same units (many may
+    /// have zeros there; only its denominator total must be non-zero).
+    pub covariate: RatioStats,
+    /// Σ num · pre-period num.
+    pub sum_num_pre_num: f64,
+    /// Σ num · pre-period den.
+    pub sum_num_pre_den: f64,
+    /// Σ den · pre-period num.
+    pub sum_den_pre_num: f64,
+    /// Σ den · pre-period den.
+    pub sum_den_pre_den: f64,
+}
+
+impl RatioCupedStats {
+    /// Checks the sums: both ratios valid over the same units, finite
+    /// cross products.
+    pub fn new(
+        metric: RatioStats,
+        covariate: RatioStats,
+        sum_num_pre_num: f64,
+        sum_num_pre_den: f64,
+        sum_den_pre_num: f64,
+        sum_den_pre_den: f64,
+    ) -> Result<Self> {
+        let s = Self {
+            metric,
+            covariate,
+            sum_num_pre_num,
+            sum_num_pre_den,
+            sum_den_pre_num,
+            sum_den_pre_den,
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Re-checks a value built directly (e.g. deserialized).
+    pub fn validate(&self) -> Result<()> {
+        self.metric.validate()?;
+        let pre = &self.covariate;
+        check_units("CUPED covariate (pre-period ratio)", pre.n)?;
+        if pre.n != self.metric.n {
+            return Err(StatsError::OutOfRange {
+                what: "pre-period units",
+                range: "equal to the metric's units",
+                value: pre.n as f64,
+            });
+        }
+        finite("pre-period Σnum", pre.sum_num)?;
+        finite("pre-period Σnum²", pre.sum_num_sq)?;
+        finite("pre-period Σden", pre.sum_den)?;
+        finite("pre-period Σden²", pre.sum_den_sq)?;
+        finite("pre-period Σnum·den", pre.sum_num_den)?;
+        finite("Σnum·pre-period num", self.sum_num_pre_num)?;
+        finite("Σnum·pre-period den", self.sum_num_pre_den)?;
+        finite("Σden·pre-period num", self.sum_den_pre_num)?;
+        finite("Σden·pre-period den", self.sum_den_pre_den)?;
+        variance_from_sums("pre-period ratio numerator", pre.n, pre.sum_num, pre.sum_num_sq)?;
+        variance_from_sums("pre-period ratio denominator", pre.n, pre.sum_den, pre.sum_den_sq)?;
+        if pre.sum_den == 0.0 {
+            return Err(StatsError::ZeroVariance {
+                what: "the CUPED covariate (no pre-period denominator at all)",
+            });
+        }
+        Ok(())
+    }
+
+    /// Per-unit delta-method linearisations of the two ratios,
+    /// `l_y = (num − R·den) / mean(den)` and `l_x` likewise for the
+    /// pre-period: their centered sums (Σl_y², Σl_x², Σl_x·l_y), which are
+    /// what [`CupedStats::centered`] is for a per-unit metric. Each ratio's
+    /// delta-method variance is Σl²/((n − 1)·n).
+    pub(crate) fn centered(&self) -> Result<(f64, f64, f64)> {
+        self.validate()?;
+        let (m, p) = (&self.metric, &self.covariate);
+        let df = m.n as f64 - 1.0;
+        let nf = m.n as f64;
+        let (r, rx) = (m.ratio(), p.ratio());
+        let (mean_den, mean_pre_den) = (m.sum_den / nf, p.sum_den / nf);
+        let cov = |sum_a: f64, sum_b: f64, sum_ab: f64| covariance_from_sums(m.n, sum_a, sum_b, sum_ab);
+        let var_num = variance_from_sums("ratio numerator", m.n, m.sum_num, m.sum_num_sq)?;
+        let var_den = variance_from_sums("ratio denominator", m.n, m.sum_den, m.sum_den_sq)?;
+        let var_pre_num = variance_from_sums("pre-period ratio numerator", p.n, p.sum_num, p.sum_num_sq)?;
+        let var_pre_den = variance_from_sums("pre-period ratio denominator", p.n, p.sum_den, p.sum_den_sq)?;
+        let syy =
+            (var_num - 2.0 * r * cov(m.sum_num, m.sum_den, m.sum_num_den) + r * r * var_den) / (mean_den * mean_den);
+        let sxx = (var_pre_num - 2.0 * rx * cov(p.sum_num, p.sum_den, p.sum_num_den) + rx * rx * var_pre_den)
+            / (mean_pre_den * mean_pre_den);
+        let sxy = (cov(m.sum_num, p.sum_num, self.sum_num_pre_num)
+            - rx * cov(m.sum_num, p.sum_den, self.sum_num_pre_den)
+            - r * cov(m.sum_den, p.sum_num, self.sum_den_pre_num)
+            + r * rx * cov(m.sum_den, p.sum_den, self.sum_den_pre_den))
+            / (mean_den * mean_pre_den);
+        // A numerator proportional to its denominator gives zero up to rounding.
+        Ok((syy.max(0.0) * df, sxx.max(0.0) * df, sxy * df))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

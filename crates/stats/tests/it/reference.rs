@@ -8,7 +8,7 @@ use sextant_stats::frequentist::{self, ZTest};
 use sextant_stats::power::{self, Mde};
 use sextant_stats::sequential::{self, SequentialConfig};
 use sextant_stats::srm::sample_ratio_mismatch;
-use sextant_stats::{CupedStats, ProportionStats, RatioStats, SufficientStats};
+use sextant_stats::{CupedStats, ProportionStats, RatioCupedStats, RatioStats, SufficientStats};
 
 /// Relative tolerance demanded of every value.
 const REL: f64 = 1e-9;
@@ -256,6 +256,67 @@ fn cuped_matches_reference() {
         c.value(&format!("{n}.ols_theta"), r.theta, &e["ols_theta"]);
     }
     c.finish("cuped");
+}
+
+fn ratio_cuped_stats(v: &Value) -> RatioCupedStats {
+    RatioCupedStats::new(
+        ratio_stats(&v["metric"]),
+        ratio_stats(&v["covariate"]),
+        num(&v["sum_num_pre_num"]),
+        num(&v["sum_num_pre_den"]),
+        num(&v["sum_den_pre_num"]),
+        num(&v["sum_den_pre_den"]),
+    )
+    .expect("valid ratio CUPED sums")
+}
+
+#[test]
+fn cuped_for_ratio_metrics_matches_reference() {
+    let doc = reference();
+    let mut c = Checker::default();
+    for case in cases(&doc, "cuped_ratio") {
+        let (i, e) = (&case["input"], &case["expected"]);
+        let r = frequentist::cuped_ratio(
+            &ratio_cuped_stats(&i["control"]),
+            &ratio_cuped_stats(&i["treatment"]),
+            num(&i["alpha"]),
+        )
+        .expect("cuped_ratio");
+        let n = name(case);
+        c.value(&format!("{n}.theta"), r.theta, &e["theta"]);
+        c.value(
+            &format!("{n}.control_adjusted_mean"),
+            r.control_adjusted_mean,
+            &e["control_adjusted_mean"],
+        );
+        c.value(
+            &format!("{n}.treatment_adjusted_mean"),
+            r.treatment_adjusted_mean,
+            &e["treatment_adjusted_mean"],
+        );
+        c.value(
+            &format!("{n}.unadjusted_std_error"),
+            r.unadjusted_std_error,
+            &e["unadjusted_std_error"],
+        );
+        c.value(
+            &format!("{n}.variance_reduction"),
+            r.variance_reduction,
+            &e["variance_reduction"],
+        );
+        let mut diff = e.clone();
+        diff["estimate"] = e["difference"].clone();
+        c.z(&format!("{n}.difference"), &r.difference, &diff);
+        // Independently, from the raw rows: OLS on the linearisations and
+        // each arm's residual variance.
+        c.value(&format!("{n}.rows_theta"), r.theta, &e["rows_theta"]);
+        c.value(
+            &format!("{n}.rows_std_error"),
+            r.difference.std_error,
+            &e["rows_std_error"],
+        );
+    }
+    c.finish("cuped_ratio");
 }
 
 fn check_sequential(c: &mut Checker, n: &str, r: &sequential::SequentialResult, e: &Value) {

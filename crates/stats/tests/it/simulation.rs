@@ -3,11 +3,11 @@
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand_distr::{Binomial, Distribution, Normal};
+use rand_distr::{Bernoulli, Binomial, Distribution, Normal};
 use sextant_stats::frequentist::{self, z_test};
 use sextant_stats::sequential::{self, SequentialConfig, SequentialMonitor};
 use sextant_stats::srm::sample_ratio_mismatch;
-use sextant_stats::{CupedStats, ProportionStats, SufficientStats};
+use sextant_stats::{CupedStats, ProportionStats, RatioCupedStats, RatioStats, SufficientStats};
 
 /// Running sums of one arm.
 #[derive(Default, Clone, Copy)]
@@ -190,6 +190,74 @@ fn cuped_interval_covers_and_reduces_variance() {
     assert!((coverage - 0.95).abs() <= three_se(0.95, runs), "coverage {coverage}");
     // ρ = 0.7 removes ρ² = 49% of the variance.
     assert!((reduction - rho * rho).abs() < 0.02, "reduction {reduction}");
+}
+
+#[test]
+fn ratio_cuped_interval_covers_the_difference_of_ratios_and_reduces_variance() {
+    // Revenue per session: each unit has 1 or 2 sessions (the same count
+    // before and during the experiment), a spending level ~ N(10, 3²) per
+    // session, and per-session noise ~ N(0, 2²). Treatment adds `effect` per
+    // session, so the difference of ratios is `effect`.
+    let runs = 1000;
+    let n = 300;
+    let effect = 0.5;
+    let (level, noise) = (
+        Normal::new(10.0, 3.0).expect("normal"),
+        Normal::new(0.0, 2.0).expect("normal"),
+    );
+    let two = Bernoulli::new(0.5).expect("bernoulli");
+    let mut rng = StdRng::seed_from_u64(21);
+    let (mut covered, mut reduction) = (0, 0.0);
+    for _ in 0..runs {
+        let mut arm = |shift: f64| {
+            let mut s = [0.0_f64; 14];
+            for _ in 0..n {
+                let den: f64 = if two.sample(&mut rng) { 2.0 } else { 1.0 };
+                let l = level.sample(&mut rng);
+                let pre = den * l + den.sqrt() * noise.sample(&mut rng);
+                let num = den * (l + shift) + den.sqrt() * noise.sample(&mut rng);
+                for (slot, v) in s.iter_mut().zip([
+                    num,
+                    num * num,
+                    den,
+                    den * den,
+                    num * den,
+                    pre,
+                    pre * pre,
+                    den,
+                    den * den,
+                    pre * den,
+                    num * pre,
+                    num * den,
+                    den * pre,
+                    den * den,
+                ]) {
+                    *slot += v;
+                }
+            }
+            RatioCupedStats::new(
+                RatioStats::new(n, s[0], s[1], s[2], s[3], s[4]).expect("sums"),
+                RatioStats::new(n, s[5], s[6], s[7], s[8], s[9]).expect("sums"),
+                s[10],
+                s[11],
+                s[12],
+                s[13],
+            )
+            .expect("sums")
+        };
+        let (c, t) = (arm(0.0), arm(effect));
+        let r = frequentist::cuped_ratio(&c, &t, ALPHA).expect("cuped_ratio");
+        covered += usize::from(r.difference.ci.contains(effect));
+        reduction += r.variance_reduction;
+    }
+    let coverage = covered as f64 / runs as f64;
+    let reduction = reduction / runs as f64;
+    println!("ratio CUPED 95% CI coverage {coverage:.4}, mean variance reduction {reduction:.4}");
+    assert!((coverage - 0.95).abs() <= three_se(0.95, runs), "coverage {coverage}");
+    // Linearised, l = (den·(level − R) + Σnoise)/E[den]: ρ = E[den²]·9 /
+    // (E[den²]·9 + 4·E[den]) = 22.5/28.5, so ρ² ≈ 0.623 is removed.
+    let rho = 22.5 / 28.5_f64;
+    assert!((reduction - rho * rho).abs() < 0.03, "reduction {reduction}");
 }
 
 #[test]
