@@ -58,6 +58,17 @@ impl Reply {
     }
 }
 
+/// A response as it came, for callers that act on the status themselves
+/// (bulk sends that retry).
+pub struct RawReply {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// `Retry-After` in seconds, when the server sent one.
+    pub retry_after: Option<std::time::Duration>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
 /// A stored flag as the admin API returns it.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct FlagView {
@@ -213,6 +224,41 @@ impl Client {
         }
         let problem: Problem = serde_json::from_slice(&bytes).unwrap_or_default();
         Err(self.failure(status, problem, &method, &url).into())
+    }
+
+    /// POSTs a JSON body that is already serialised and returns the answer
+    /// whatever its status; only a transport error (no answer) is an `Err`.
+    pub async fn post_raw(&self, segments: &[&str], body: Vec<u8>) -> Result<RawReply, String> {
+        let url = self.url(segments);
+        let mut req = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let response = req.send().await.map_err(|e| root_cause(&e))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs);
+        let body = response.bytes().await.map_err(|e| root_cause(&e))?.to_vec();
+        Ok(RawReply {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
+    /// The [`Failure`] (message, hint, exit code) for a non-2xx `reply` to
+    /// a POST to `segments`.
+    pub fn failure_of(&self, reply: &RawReply, segments: &[&str]) -> Failure {
+        let problem: Problem = serde_json::from_slice(&reply.body).unwrap_or_default();
+        self.failure(reply.status, problem, &Method::POST, &self.url(segments))
     }
 
     fn failure(&self, status: StatusCode, p: Problem, method: &Method, url: &Url) -> Failure {

@@ -50,6 +50,7 @@ mod output;
 mod scan;
 mod serve;
 mod simulation;
+mod track;
 
 /// Exit codes, the same for every command (documented in the README and
 /// `sextant --help`).
@@ -149,7 +150,7 @@ enum Command {
     Export(apply::ExportArgs),
     /// The metric tree: add, list, tree (values and trends).
     Metric(metric::MetricArgs),
-    /// Send a track event with an SDK token (for scripts and demos).
+    /// Send a track event, or a file of events in batches (--file), with an SDK token.
     Track(metric::TrackArgs),
     /// Experiments: create, start, results (JSON or table), decide.
     Experiment(experiment::ExperimentArgs),

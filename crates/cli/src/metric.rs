@@ -216,20 +216,35 @@ fn print_node(node: &Value, depth: usize) {
     }
 }
 
-/// `sextant track`: sends one track event with an SDK token.
+/// `sextant track`: sends one track event, or every event of a file, with
+/// an SDK token.
 #[derive(Debug, Args)]
 pub struct TrackArgs {
-    /// Event name, e.g. `purchase`.
-    event: String,
+    /// Event name, e.g. `purchase` (not with --file).
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    event: Option<String>,
     /// The unit (user) that did it.
-    #[arg(long)]
-    unit: String,
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    unit: Option<String>,
     /// Numeric value (revenue, latency, …).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "file")]
     value: Option<f64>,
     /// Properties as a JSON object.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "file")]
     properties: Option<String>,
+    /// Send every event of this file: one JSON event object per line
+    /// (NDJSON; `-` reads standard input), e.g.
+    /// {"event": "purchase", "targeting_key": "u1", "value": 25}. `kind`
+    /// defaults to track, `timestamp` to now. Sent in batches with ids, so
+    /// retries and re-runs store nothing twice; rejected events are
+    /// reported by line.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    bulk: crate::track::BulkOptions,
+    /// Print JSON for scripts (with --file: the summary, rejections by line).
+    #[arg(long)]
+    json: bool,
     /// Server URL.
     #[arg(long, env = "SEXTANT_URL", default_value = "http://127.0.0.1:7400")]
     url: String,
@@ -240,23 +255,29 @@ pub struct TrackArgs {
 
 /// `sextant track`.
 pub fn track(args: TrackArgs) -> Result<ExitCode> {
+    let remote = Remote {
+        url: args.url.clone(),
+        token: Some(args.sdk_token.clone()),
+        workspace: "default".into(),
+        json: args.json,
+    };
+    if let Some(file) = &args.file {
+        let client = Client::new(&remote)?;
+        return crate::track::send_file(&client, file, &args.bulk, args.json);
+    }
+    let (Some(event_name), Some(unit)) = (args.event.clone(), args.unit.clone()) else {
+        anyhow::bail!("give an EVENT and --unit, or --file");
+    };
     let properties: Option<Value> = args
         .properties
         .as_deref()
         .map(serde_json::from_str)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--properties is not JSON: {e}"))?;
-    let remote = Remote {
-        url: args.url,
-        token: Some(args.sdk_token),
-        workspace: "default".into(),
-        json: false,
-    };
     block_on(async move {
         let client = Client::new(&remote)?;
         let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let mut event =
-            json!({"kind": "track", "event": args.event, "targeting_key": args.unit, "timestamp": timestamp});
+        let mut event = json!({"kind": "track", "event": event_name, "targeting_key": unit, "timestamp": timestamp});
         if let Some(v) = args.value {
             event["value"] = json!(v);
         }
@@ -270,7 +291,10 @@ pub fn track(args: TrackArgs) -> Result<ExitCode> {
         if let Some(r) = reply.body["rejected"].as_array().and_then(|r| r.first()) {
             anyhow::bail!("the event was refused: {}: {}", r["field"], r["message"]);
         }
-        outln!("tracked `{}` for `{}`", args.event, args.unit);
+        if args.json {
+            return json(&reply.body).map(|()| ExitCode::SUCCESS);
+        }
+        outln!("tracked `{event_name}` for `{unit}`");
         Ok(ExitCode::SUCCESS)
     })
 }
