@@ -14,9 +14,12 @@
 //! 3. Overload: 80 connections (10× the concurrency) for SECONDS; counts
 //!    202s and 429s and samples the server's RSS.
 //! 4. Aggregation: in this process, appends AGG_EVENTS (default 10M)
-//!    events to a fresh SQLite file, then times the rollup into per-unit
-//!    hourly sums (`ROLLUP_BATCHES` per run, as the server does), one
-//!    metric's sufficient statistics and its breakdown; reports peak RSS.
+//!    events to a fresh SQLite file (then, with
+//!    `SEXTANT_BENCH_POSTGRES_URL`, a fresh PostgreSQL database), then
+//!    times the rollup (`ROLLUP_BATCHES` per run, as the server does),
+//!    one metric's sufficient statistics, its breakdown, a tree node's
+//!    two windows and the series; reports peak RSS. Each database is
+//!    deleted right after.
 //!
 //! Loopback only; bounded in time and count.
 
@@ -54,7 +57,7 @@ async fn main() {
     let seconds: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
     let agg_events: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
     if seconds == 0 {
-        aggregate(agg_events).await;
+        aggregate_everywhere(agg_events).await;
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -68,7 +71,24 @@ async fn main() {
     }
     println!("load average after: {}", loadavg());
 
-    aggregate(agg_events).await;
+    aggregate_everywhere(agg_events).await;
+}
+
+/// The aggregation part on a fresh SQLite file, then (with
+/// `SEXTANT_BENCH_POSTGRES_URL`) on a fresh PostgreSQL database, each
+/// deleted right after (10M events take GBs).
+async fn aggregate_everywhere(total: u64) {
+    if total == 0 {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    aggregate("SQLite", &dir.path().join("agg.db").to_string_lossy(), total).await;
+    drop(dir);
+    if let Ok(admin) = std::env::var("SEXTANT_BENCH_POSTGRES_URL") {
+        let (url, drop_db) = postgres_database(&admin).await;
+        aggregate("PostgreSQL", &url, total).await;
+        drop_db.await;
+    }
 }
 
 /// `/proc/loadavg`'s first three fields.
@@ -260,10 +280,11 @@ async fn serve(db: &str) {
         .unwrap();
 }
 
-/// Appends `total` events straight into a fresh store, then times the rollup.
-async fn aggregate(total: u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("agg.db").to_string_lossy()).await.unwrap();
+/// Appends `total` events straight into a fresh store on `db`, then times
+/// the rollup and the metric queries.
+async fn aggregate(label: &str, db: &str, total: u64) {
+    println!("== aggregation on {label}; load average {}", loadavg());
+    let store = Store::open(db).await.unwrap();
     store.bootstrap(Some(ADMIN)).await.unwrap();
     let env = store.get_environment("default", "production").await.unwrap().id;
     let metric = MetricDef {
@@ -339,9 +360,10 @@ async fn aggregate(total: u64) {
     }
     let rollup = start.elapsed().as_secs_f64();
     println!(
-        "rollup of {written} events into per-unit hourly sums: {rollup:.1} s ({:.0} events/s); process peak RSS {} MiB",
+        "rollup of {written} events into per-unit hourly and daily sums and bucket totals: {rollup:.1} s ({:.0} events/s); process peak RSS {} MiB; load average {}",
         written as f64 / rollup,
-        rss_kib(pid, "VmHWM") / 1024
+        rss_kib(pid, "VmHWM") / 1024,
+        loadavg()
     );
     let now_h = chrono::Utc::now().timestamp_millis() / HOUR_MS + 1;
     let start = Instant::now();
@@ -397,7 +419,18 @@ async fn aggregate(total: u64) {
         sums.n,
         start.elapsed().as_secs_f64()
     );
-    for (label, bucket) in [("daily", 24), ("hourly", 1)] {
+    let start = Instant::now();
+    let windows = store
+        .metric_windows("default", "production", "revenue", now_h, 24 * 7, 2)
+        .await
+        .unwrap();
+    println!(
+        "a tree node: this week and the week before (n = {} and {}): {:.2} s",
+        windows[1].n,
+        windows[0].n,
+        start.elapsed().as_secs_f64()
+    );
+    for (series, bucket) in [("daily", 24), ("hourly", 1)] {
         let start = Instant::now();
         let points = store
             .metric_series(
@@ -413,7 +446,7 @@ async fn aggregate(total: u64) {
             .await
             .unwrap();
         println!(
-            "{label} series over the week ({} points): {:.2} s; peak RSS {} MiB",
+            "{series} series over the week ({} points): {:.2} s; peak RSS {} MiB",
             points.len(),
             start.elapsed().as_secs_f64(),
             rss_kib(pid, "VmHWM") / 1024

@@ -1,14 +1,20 @@
 //! Events: durable batch appends, the incremental rollup into per-unit
-//! hourly sums, retention, and per-unit sufficient statistics of metrics
-//! computed in SQL.
+//! hourly and daily sums and per-bucket totals, retention, and per-unit
+//! sufficient statistics of metrics computed in SQL.
 //!
 //! Raw events are stored one row per accepted batch in a compact JSON
 //! encoding ([`EventBatchBuilder`] is the only writer of that encoding);
-//! the rollup expands new batches in SQL into `unit_hours` (per
-//! environment, event, hour and unit: count and Σvalue) and `exposures`
-//! (each unit's first variation of a flag). Metric values are then
-//! aggregated in SQL from the rollups: first per unit, then into n, Σx,
-//! Σx², (Σy, Σy², Σxy for ratios), so no analysis loads raw events.
+//! the rollup aggregates new batches in Rust ([`RollupDelta`]), outside
+//! the write lock, and upserts `unit_hours` and `unit_days` (per
+//! environment, event, hour or day and unit id: count and Σvalue),
+//! `event_buckets` (per event and hour or day: units, Σcount, Σcount²,
+//! Σvalue, Σvalue², kept exact from the per-unit rows' old and new sums)
+//! and `exposures` (each unit's first variation of a flag); `units` maps
+//! unit keys to integer ids. Metric values are then aggregated in SQL: an
+//! hourly or daily series of a one-event metric reads `event_buckets`;
+//! everything else goes per unit first (whole days from `unit_days`, the
+//! hours around them from `unit_hours`), then into n, Σx, Σx², (Σy, Σy²,
+//! Σxy for ratios), so no analysis loads raw events.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -302,20 +308,389 @@ impl<'a> RollupDelta<'a> {
         Ok(())
     }
 
-    /// The `unit_hours` rows in primary-key order (so the upserts walk
-    /// the B-tree in order).
-    pub(crate) fn sorted_hours(&self) -> Vec<(&HourKey<'a>, &(i64, f64))> {
-        let mut rows: Vec<_> = self.hours.iter().collect();
-        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        rows
+    /// Every unit key the run saw, sorted, each once (every event has an
+    /// activity row, so the hourly keys hold them all).
+    pub(crate) fn unit_keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.hours.keys().map(|k| k.3.as_ref()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
     }
 
-    /// The `exposures` rows in primary-key order.
-    pub(crate) fn sorted_exposures(&self) -> Vec<(&ExposureKey<'a>, &(Cow<'a, str>, i64))> {
-        let mut rows: Vec<_> = self.exposures.iter().collect();
+    /// The run's rows with units resolved to their `units` ids: hourly and
+    /// daily per-unit rows and first exposures, each in primary-key order
+    /// (so the upserts walk the B-trees in order, and returned rows can be
+    /// found by binary search).
+    pub(crate) fn rows(&self, ids: &HashMap<&str, i64>) -> Result<RollupRows<'_>> {
+        let id = |unit: &str| {
+            ids.get(unit)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt(format!("unit `{unit}` has no id")))
+        };
+        let mut hours = Vec::with_capacity(self.hours.len());
+        let mut days: HashMap<(i64, &str, i64, i64), (i64, f64)> = HashMap::with_capacity(self.hours.len());
+        for ((env, event, hour, unit), (count, sum)) in &self.hours {
+            let row = UnitRow {
+                environment_id: *env,
+                event: event.as_ref(),
+                time: *hour,
+                unit: id(unit)?,
+                events: *count,
+                value_sum: *sum,
+            };
+            let day = days
+                .entry((row.environment_id, row.event, hour.div_euclid(DAY_HOURS), row.unit))
+                .or_default();
+            day.0 += count;
+            day.1 += sum;
+            hours.push(row);
+        }
+        let mut days: Vec<UnitRow<'_>> = days
+            .into_iter()
+            .map(|((environment_id, event, time, unit), (events, value_sum))| UnitRow {
+                environment_id,
+                event,
+                time,
+                unit,
+                events,
+                value_sum,
+            })
+            .collect();
+        hours.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
+        days.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
+        let mut exposures = self
+            .exposures
+            .iter()
+            .map(|((env, flag, unit), (variation, first_ms))| {
+                Ok(ExposureRow {
+                    environment_id: *env,
+                    flag: flag.as_ref(),
+                    unit: id(unit)?,
+                    variation: variation.as_ref(),
+                    first_ms: *first_ms,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        exposures.sort_unstable_by(|a, b| (a.environment_id, a.flag, a.unit).cmp(&(b.environment_id, b.flag, b.unit)));
+        Ok(RollupRows { hours, days, exposures })
+    }
+}
+
+/// Hours in a UTC day: the daily rollups' bucket (day = ⌊hour / 24⌋).
+pub(crate) const DAY_HOURS: i64 = 24;
+
+/// A per-unit rollup row to add: to `unit_hours` (`time` an hour) or
+/// `unit_days` (`time` a day).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct UnitRow<'a> {
+    pub environment_id: i64,
+    pub event: &'a str,
+    pub time: i64,
+    pub unit: i64,
+    pub events: i64,
+    pub value_sum: f64,
+}
+
+impl<'a> UnitRow<'a> {
+    /// The primary key, in the table's order.
+    pub(crate) fn key(&self) -> (i64, &'a str, i64, i64) {
+        (self.environment_id, self.event, self.time, self.unit)
+    }
+}
+
+/// A first exposure to record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ExposureRow<'a> {
+    pub environment_id: i64,
+    pub flag: &'a str,
+    pub unit: i64,
+    pub variation: &'a str,
+    pub first_ms: i64,
+}
+
+/// What one rollup run writes, with unit ids (see [`RollupDelta::rows`]).
+#[derive(Debug)]
+pub(crate) struct RollupRows<'a> {
+    pub hours: Vec<UnitRow<'a>>,
+    pub days: Vec<UnitRow<'a>>,
+    pub exposures: Vec<ExposureRow<'a>>,
+}
+
+/// The change to one `event_buckets` row.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct BucketDelta {
+    pub units: i64,
+    pub events: i64,
+    pub events_sq: i64,
+    pub value_sum: f64,
+    pub value_sq: f64,
+}
+
+/// Changes to `event_buckets`, keyed by (environment, event, grain,
+/// bucket), derived from the per-unit rows a run upserted: a unit's
+/// contribution to Σcount² and Σvalue² moves from its old sums to its new
+/// ones, and a row that did not exist before adds a unit.
+#[derive(Debug, Default)]
+pub(crate) struct BucketDeltas {
+    map: HashMap<BucketKey, BucketDelta>,
+}
+
+/// Key of an `event_buckets` row: (environment, event, grain, bucket).
+pub(crate) type BucketKey = (i64, String, i64, i64);
+
+impl BucketDeltas {
+    /// Adds the upsert of the row of `rows` (sorted by key) with `key`,
+    /// which now holds `now` = (count, Σvalue). `grain` is 1 for hourly
+    /// rows, 24 for daily ones.
+    pub(crate) fn add(
+        &mut self,
+        grain: i64,
+        rows: &[UnitRow<'_>],
+        key: (i64, &str, i64, i64),
+        now: (i64, f64),
+    ) -> Result<()> {
+        let i = rows
+            .binary_search_by(|r| r.key().cmp(&key))
+            .map_err(|_| StoreError::Corrupt(format!("the rollup upserted an unknown row {key:?}")))?;
+        let row = &rows[i];
+        let (count, sum) = now;
+        let old_count = count - row.events;
+        // A new row's old sum is exactly 0, whatever the float rounding.
+        let old_sum = if old_count == 0 { 0.0 } else { sum - row.value_sum };
+        let d = self
+            .map
+            .entry((row.environment_id, row.event.to_owned(), grain, row.time))
+            .or_default();
+        d.units += i64::from(old_count == 0);
+        d.events += row.events;
+        d.events_sq += count * count - old_count * old_count;
+        d.value_sum += row.value_sum;
+        d.value_sq += sum * sum - old_sum * old_sum;
+        Ok(())
+    }
+
+    /// The changes in primary-key order.
+    pub(crate) fn sorted(&self) -> Vec<(&BucketKey, &BucketDelta)> {
+        let mut rows: Vec<_> = self.map.iter().collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
         rows
     }
+}
+
+/// A row of `event_buckets` read back for a series.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BucketRow {
+    pub bucket: i64,
+    pub event: String,
+    pub units: i64,
+    pub events: i64,
+    pub events_sq: i64,
+    pub value_sum: f64,
+    pub value_sq: f64,
+}
+
+/// The bucket grain that serves a series of `bucket_hours` from
+/// `origin` directly from `event_buckets`, if any: hourly series, and
+/// daily series aligned to UTC midnight.
+pub(crate) fn bucket_grain(bucket_hours: i64, origin: i64) -> Option<i64> {
+    match bucket_hours {
+        1 => Some(1),
+        DAY_HOURS if origin.rem_euclid(DAY_HOURS) == 0 => Some(DAY_HOURS),
+        _ => None,
+    }
+}
+
+/// The whole buckets of `grain` inside `range`, `[first, end)`, and the
+/// parts of the range before and after them (empty when `from >= to`).
+pub(crate) fn whole_buckets(range: HourRange, grain: i64) -> (i64, i64, Option<HourRange>, Option<HourRange>) {
+    let (from, to) = (clamp_hour(range.from), clamp_hour(range.to));
+    let first = from.div_euclid(grain) + i64::from(from.rem_euclid(grain) != 0);
+    let end = to.div_euclid(grain);
+    if first >= end {
+        let all = (from < to).then_some(HourRange { from, to });
+        return (first, first, all, None);
+    }
+    let head = (from < first * grain).then_some(HourRange {
+        from,
+        to: first * grain,
+    });
+    let tail = (end * grain < to).then_some(HourRange { from: end * grain, to });
+    (first, end, head, tail)
+}
+
+/// Per-bucket sufficient statistics of a metric on one event (not a
+/// ratio) from `event_buckets` rows ordered by bucket: n is the active
+/// units (event `''`), x each unit's count, Σvalue or converted (0/1).
+/// Buckets without activity are left out, as in the per-unit queries.
+pub(crate) fn sums_from_buckets(
+    rows: &[BucketRow],
+    event: &str,
+    aggregation: crate::metrics::Aggregation,
+    grain: i64,
+) -> Vec<(i64, UnitSums)> {
+    use crate::metrics::Aggregation;
+    let mut out: Vec<(i64, UnitSums)> = Vec::new();
+    let mut at: Option<(i64, UnitSums)> = None;
+    for row in rows {
+        if at.as_ref().is_some_and(|(b, _)| *b != row.bucket) {
+            out.extend(at.take().filter(|(_, s)| s.n > 0));
+        }
+        let (_, sums) = at.get_or_insert((row.bucket, UnitSums::default()));
+        if row.event.is_empty() {
+            sums.n = row.units.max(0) as u64;
+        }
+        if row.event == event {
+            let (sum, sum_sq) = match aggregation {
+                Aggregation::Count => (row.events as f64, row.events_sq as f64),
+                Aggregation::Conversion => (row.units as f64, row.units as f64),
+                Aggregation::Sum | Aggregation::Mean | Aggregation::Ratio => (row.value_sum, row.value_sq),
+            };
+            sums.sum = sum;
+            sums.sum_sq = sum_sq;
+        }
+    }
+    out.extend(at.filter(|(_, s)| s.n > 0));
+    for (b, _) in &mut out {
+        *b *= grain;
+    }
+    out
+}
+
+/// Hours far outside any timestamp, so open ranges stay plain literals.
+const HOUR_LIMIT: i64 = 1 << 50;
+
+fn clamp_hour(hour: i64) -> i64 {
+    hour.clamp(-HOUR_LIMIT, HOUR_LIMIT)
+}
+
+/// Where a part of a range's per-unit rows is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Span {
+    /// `unit_hours` rows with `from <= hour < to`.
+    Hours(i64, i64),
+    /// `unit_days` rows with `from <= day < to`.
+    Days(i64, i64),
+}
+
+/// The bucket a part's rows count in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bucket {
+    /// All in bucket `k`.
+    Fixed(i64),
+    /// `(hour - origin) / width` per row (a day's hour is its first).
+    Computed { origin: i64, width: i64 },
+}
+
+/// One part of a per-unit read: rows of one table in one time span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Part {
+    pub span: Span,
+    pub bucket: Bucket,
+}
+
+/// Splits `range` into whole UTC days (read from `unit_days`) and the
+/// hours around them (from `unit_hours`), all in bucket `bucket`.
+fn split_days(range: HourRange, bucket: Bucket, out: &mut Vec<Part>) {
+    if range.from >= range.to {
+        return;
+    }
+    let (first, end, head, tail) = whole_buckets(range, DAY_HOURS);
+    if let Some(h) = head {
+        out.push(Part {
+            span: Span::Hours(h.from, h.to),
+            bucket,
+        });
+    }
+    if first < end {
+        out.push(Part {
+            span: Span::Days(first, end),
+            bucket,
+        });
+    }
+    if let Some(t) = tail {
+        out.push(Part {
+            span: Span::Hours(t.from, t.to),
+            bucket,
+        });
+    }
+}
+
+/// At most this many windows are read as separate parts; more (never
+/// asked by the API) fall back to hourly rows.
+const MAX_WINDOWS: i64 = 64;
+
+/// How to read the per-unit rows of `range` in buckets of `bucket_hours`
+/// from `origin` (0: one bucket for the whole range): whole days from
+/// `unit_days` whenever a day lies inside one bucket, hours otherwise.
+pub(crate) fn parts(range: HourRange, bucket_hours: i64, origin: i64) -> Vec<Part> {
+    let range = HourRange {
+        from: clamp_hour(range.from),
+        to: clamp_hour(range.to),
+    };
+    let mut out = Vec::new();
+    if range.from >= range.to {
+        return out;
+    }
+    let computed = Bucket::Computed {
+        origin,
+        width: bucket_hours.max(1),
+    };
+    if bucket_hours <= 0 {
+        split_days(range, Bucket::Fixed(0), &mut out);
+    } else if bucket_hours % DAY_HOURS == 0 && origin.rem_euclid(DAY_HOURS) == 0 {
+        split_days(range, computed, &mut out);
+    } else if bucket_hours < DAY_HOURS {
+        out.push(Part {
+            span: Span::Hours(range.from, range.to),
+            bucket: computed,
+        });
+    } else {
+        let first = (range.from - origin).div_euclid(bucket_hours);
+        let last = (range.to - 1 - origin).div_euclid(bucket_hours);
+        if last - first >= MAX_WINDOWS {
+            out.push(Part {
+                span: Span::Hours(range.from, range.to),
+                bucket: computed,
+            });
+            return out;
+        }
+        for k in first..=last {
+            let start = origin + k * bucket_hours;
+            let window = HourRange {
+                from: start.max(range.from),
+                to: (start + bucket_hours).min(range.to),
+            };
+            split_days(window, Bucket::Fixed(k), &mut out);
+        }
+    }
+    out
+}
+
+/// The SQL of `parts` as one `UNION ALL` of (b, unit, event, events,
+/// value_sum) rows; `env` is the environment's placeholder and `events`
+/// the parenthesised list of events to read. Only integers computed
+/// here are spliced in; names are bound by the caller.
+pub(crate) fn parts_sql(parts: &[Part], env: &str, events: &str) -> String {
+    let mut sql = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(" UNION ALL ");
+        }
+        let (table, column, from, to, hours) = match part.span {
+            Span::Hours(from, to) => ("unit_hours", "hour", from, to, "hour"),
+            Span::Days(from, to) => ("unit_days", "day", from, to, "day * 24"),
+        };
+        let b = match part.bucket {
+            Bucket::Fixed(k) => format!("CAST({k} AS BIGINT)"),
+            Bucket::Computed { origin, width } => format!("({hours} - {origin}) / {width}"),
+        };
+        let _ = write!(
+            sql,
+            "SELECT {b} AS b, unit, event, events, value_sum FROM {table}
+             WHERE environment_id = {env} AND event IN {events} AND {column} >= {from} AND {column} < {to}"
+        );
+    }
+    sql
 }
 
 impl Store {
@@ -331,8 +706,9 @@ impl Store {
     }
 
     /// Rolls up at most `max_batches` stored batches not yet rolled up
-    /// into the per-unit hourly sums and first exposures, in SQL, in one
-    /// transaction. Incremental: each batch is read once.
+    /// into the per-unit hourly and daily sums, the per-bucket totals and
+    /// first exposures, in one transaction. Incremental: each batch is
+    /// read once.
     pub async fn rollup_events(&self, max_batches: i64) -> Result<RollupProgress> {
         match &self.backend {
             Backend::Sqlite(db) => db.rollup_events(max_batches).await,
@@ -512,12 +888,160 @@ mod tests {
         // The earliest exposure wins; of two at the same time, the first read.
         let first = &delta.exposures[&(7, Cow::Borrowed("f"), Cow::Borrowed("u1"))];
         assert_eq!((first.0.as_ref(), first.1), ("off", 10));
-        let sorted: Vec<_> = delta
-            .sorted_hours()
-            .iter()
-            .map(|(k, _)| (k.1.to_string(), k.2))
-            .collect();
-        assert_eq!(sorted.first(), Some(&(String::new(), 0)));
+        assert_eq!(delta.unit_keys(), vec!["u\"2", "u1"]);
+        let ids = HashMap::from([("u1", 10), ("u\"2", 20)]);
+        let rows = delta.rows(&ids).unwrap();
+        let keys: Vec<_> = rows.hours.iter().map(|r| (r.event, r.time, r.unit)).collect();
+        assert_eq!(
+            keys,
+            vec![("", 0, 10), ("", 1, 10), ("", 2, 20), ("buy", 1, 10), ("buy", 2, 20)]
+        );
+        // Day 0 holds hours 0 to 23: the three hours of u1 fall into one row.
+        let days: Vec<_> = rows.days.iter().map(|r| (r.event, r.time, r.unit, r.events)).collect();
+        assert_eq!(
+            days,
+            vec![("", 0, 10, 5), ("", 0, 20, 1), ("buy", 0, 10, 2), ("buy", 0, 20, 1)]
+        );
+        assert_eq!((rows.exposures.len(), rows.exposures[0].unit), (1, 10));
+        assert!(matches!(delta.rows(&HashMap::new()), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn bucket_deltas_move_a_units_square_from_its_old_sums_to_its_new_ones() {
+        let row = |unit, events, value_sum| UnitRow {
+            environment_id: 1,
+            event: "buy",
+            time: 5,
+            unit,
+            events,
+            value_sum,
+        };
+        // Unit 1 is new (1 event, 2.0); unit 2 had 2 events summing 3.0 and gets 1 more of 4.0.
+        let rows = [row(1, 1, 2.0), row(2, 1, 4.0)];
+        let mut d = BucketDeltas::default();
+        d.add(1, &rows, (1, "buy", 5, 1), (1, 2.0)).unwrap();
+        d.add(1, &rows, (1, "buy", 5, 2), (3, 7.0)).unwrap();
+        let sorted = d.sorted();
+        assert_eq!(sorted.len(), 1);
+        assert_eq!(
+            *sorted[0].1,
+            BucketDelta {
+                units: 1,
+                events: 2,
+                events_sq: 1 + (9 - 4),
+                value_sum: 6.0,
+                value_sq: 4.0 + (49.0 - 9.0),
+            }
+        );
+        assert!(matches!(
+            d.add(1, &rows, (1, "buy", 6, 1), (1, 1.0)),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn bucket_rows_become_per_bucket_sums_over_the_active_units() {
+        let row = |bucket, event: &str, units, events, events_sq, value_sum, value_sq| BucketRow {
+            bucket,
+            event: event.into(),
+            units,
+            events,
+            events_sq,
+            value_sum,
+            value_sq,
+        };
+        let rows = [
+            row(2, "", 3, 9, 30, 0.0, 0.0),
+            row(2, "buy", 2, 3, 5, 10.0, 50.0),
+            row(3, "buy", 1, 1, 1, 1.0, 1.0),
+            row(4, "", 1, 1, 1, 0.0, 0.0),
+        ];
+        use crate::metrics::Aggregation as A;
+        let sums = |a| {
+            sums_from_buckets(&rows, "buy", a, 24)
+                .into_iter()
+                .map(|(b, s)| (b, s.n, s.sum, s.sum_sq))
+                .collect::<Vec<_>>()
+        };
+        // Bucket 3 has no activity row, so it is left out; bucket 4 has no buy: zero.
+        assert_eq!(sums(A::Sum), vec![(48, 3, 10.0, 50.0), (96, 1, 0.0, 0.0)]);
+        assert_eq!(sums(A::Count), vec![(48, 3, 3.0, 5.0), (96, 1, 0.0, 0.0)]);
+        assert_eq!(sums(A::Conversion), vec![(48, 3, 2.0, 2.0), (96, 1, 0.0, 0.0)]);
+    }
+
+    #[test]
+    fn a_range_is_read_as_whole_days_and_the_hours_around_them() {
+        let r = |from, to| HourRange { from, to };
+        // One bucket from hour 30 to hour 100: hours 30–47, days 2–3, hours 96–99.
+        assert_eq!(
+            parts(r(30, 100), 0, 0),
+            vec![
+                Part {
+                    span: Span::Hours(30, 48),
+                    bucket: Bucket::Fixed(0)
+                },
+                Part {
+                    span: Span::Days(2, 4),
+                    bucket: Bucket::Fixed(0)
+                },
+                Part {
+                    span: Span::Hours(96, 100),
+                    bucket: Bucket::Fixed(0)
+                },
+            ]
+        );
+        // Within one day: hours only.
+        assert_eq!(
+            parts(r(50, 60), 0, 0),
+            vec![Part {
+                span: Span::Hours(50, 60),
+                bucket: Bucket::Fixed(0)
+            }]
+        );
+        // Daily buckets from midnight: days computed per row.
+        let daily = Bucket::Computed { origin: 0, width: 24 };
+        assert_eq!(
+            parts(r(48, 96), 24, 0),
+            vec![Part {
+                span: Span::Days(2, 4),
+                bucket: daily
+            }]
+        );
+        // Two windows of 48 hours from hour 12: each split on its own.
+        assert_eq!(
+            parts(r(12, 108), 48, 12),
+            vec![
+                Part {
+                    span: Span::Hours(12, 24),
+                    bucket: Bucket::Fixed(0)
+                },
+                Part {
+                    span: Span::Days(1, 2),
+                    bucket: Bucket::Fixed(0)
+                },
+                Part {
+                    span: Span::Hours(48, 60),
+                    bucket: Bucket::Fixed(0)
+                },
+                Part {
+                    span: Span::Hours(60, 72),
+                    bucket: Bucket::Fixed(1)
+                },
+                Part {
+                    span: Span::Days(3, 4),
+                    bucket: Bucket::Fixed(1)
+                },
+                Part {
+                    span: Span::Hours(96, 108),
+                    bucket: Bucket::Fixed(1)
+                },
+            ]
+        );
+        // Hourly buckets: hours only; an empty or open range stays finite.
+        assert_eq!(parts(r(5, 5), 1, 0), vec![]);
+        let open = parts(r(i64::MIN, i64::MAX), 0, 0);
+        assert!(open.iter().any(|p| matches!(p.span, Span::Days(..))));
+        assert!(!parts_sql(&open, "?1", "('')").contains(&i64::MAX.to_string()));
     }
 
     #[test]

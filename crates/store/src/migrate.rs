@@ -15,6 +15,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
     ),
     (3, "rollouts", include_str!("../migrations/sqlite/0003_rollouts.sql")),
     (4, "alignment", include_str!("../migrations/sqlite/0004_alignment.sql")),
+    (
+        5,
+        "rollup_units",
+        include_str!("../migrations/sqlite/0005_rollup_units.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations: the same versions as [`SQLITE`], in PostgreSQL's dialect.
@@ -30,6 +35,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         4,
         "alignment",
         include_str!("../migrations/postgres/0004_alignment.sql"),
+    ),
+    (
+        5,
+        "rollup_units",
+        include_str!("../migrations/postgres/0005_rollup_units.sql"),
     ),
 ];
 

@@ -1,6 +1,8 @@
 //! PostgreSQL: event batches, the incremental rollup, retention and metric
 //! sums — the same computations as the SQLite module, in this dialect.
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
@@ -8,7 +10,8 @@ use super::PgStore;
 use crate::doc::not_found;
 use crate::error::{Kind, Result, StoreError};
 use crate::events::{
-    Appended, EventBatch, EventTotals, HOUR_MS, HourRange, RollupDelta, RollupProgress, UnitSums, appended,
+    Appended, BucketDeltas, BucketRow, DAY_HOURS, EventBatch, EventTotals, HOUR_MS, HourRange, RollupDelta,
+    RollupProgress, UnitRow, UnitSums, appended, bucket_grain, parts, parts_sql, sums_from_buckets, whole_buckets,
 };
 use crate::metrics::{Aggregation, MetricRecord};
 
@@ -60,6 +63,111 @@ fn sums_from(row: &PgRow) -> Result<UnitSums> {
 /// Float sums over per-unit values, shared by the value queries.
 const SUMS: &str = "COUNT(*) AS n, COALESCE(SUM(x), 0)::float8 AS sx, COALESCE(SUM(x * x), 0)::float8 AS sxx,
     COALESCE(SUM(y), 0)::float8 AS sy, COALESCE(SUM(y * y), 0)::float8 AS syy, COALESCE(SUM(x * y), 0)::float8 AS sxy";
+
+/// Per-unit sufficient statistics of `plan` over `range` in buckets (see
+/// `metric_series`), from per-unit rows: whole days from `unit_days`, the
+/// hours around them from `unit_hours`.
+async fn per_unit_series(
+    conn: &mut PgConnection,
+    plan: &Plan,
+    range: HourRange,
+    bucket_hours: i64,
+    origin: i64,
+) -> Result<Vec<(i64, UnitSums)>> {
+    let parts = parts(range, bucket_hours, origin);
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The parts splice only integers computed in `parts`.
+    // sql-format: `SUMS` and fixed fragments chosen by aggregation; event names are bound.
+    let sql = format!(
+        "SELECT b, {SUMS}
+         FROM (SELECT b, {x}::float8 AS x, {y}::float8 AS y FROM (
+             SELECT b, unit,
+                    COALESCE(SUM(CASE WHEN event = $2 THEN events END), 0)::float8 AS c1,
+                    COALESCE(SUM(CASE WHEN event = $2 THEN value_sum END), 0)::float8 AS s1,
+                    COALESCE(SUM(CASE WHEN event = $3 THEN events END), 0)::float8 AS c2,
+                    COALESCE(SUM(CASE WHEN event = $3 THEN value_sum END), 0)::float8 AS s2
+             FROM ({rows}) r
+             GROUP BY b, unit) per_unit) v
+         GROUP BY b ORDER BY b",
+        x = plan.x_expr("c1", "s1"),
+        y = plan.y_expr("c2", "s2"),
+        rows = parts_sql(&parts, "$1", "('', $2, $3)"),
+    );
+    let rows = sqlx::query(&sql)
+        .bind(plan.environment_id)
+        .bind(&plan.x.0)
+        .bind(plan.y_event())
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|row| Ok((origin + row.try_get::<i64, _>("b")? * bucket_hours, sums_from(row)?)))
+        .collect()
+}
+
+/// Adds the ids of `wanted` (borrowed from `keys`, sorted) found in
+/// `units` to `ids`.
+async fn unit_ids<'k>(
+    conn: &mut PgConnection,
+    wanted: &[&'k str],
+    keys: &[&'k str],
+    ids: &mut HashMap<&'k str, i64>,
+) -> Result<()> {
+    let rows = sqlx::query("SELECT id, key FROM units WHERE key = ANY($1)")
+        .bind(wanted)
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in rows {
+        let key: &str = row.try_get(1)?;
+        if let Ok(i) = keys.binary_search(&key) {
+            ids.insert(keys[i], row.try_get(0)?);
+        }
+    }
+    Ok(())
+}
+
+/// Upserts per-unit rows into `table` (time column `column`) in one
+/// statement and records each row's change of its bucket's totals from
+/// the sums it returns.
+async fn upsert_unit_rows(
+    conn: &mut PgConnection,
+    table: &str,
+    column: &str,
+    rows: &[UnitRow<'_>],
+    grain: i64,
+    buckets: &mut BucketDeltas,
+) -> Result<()> {
+    let env: Vec<i64> = rows.iter().map(|r| r.environment_id).collect();
+    let event: Vec<&str> = rows.iter().map(|r| r.event).collect();
+    let time: Vec<i64> = rows.iter().map(|r| r.time).collect();
+    let unit: Vec<i64> = rows.iter().map(|r| r.unit).collect();
+    let count: Vec<i64> = rows.iter().map(|r| r.events).collect();
+    let sum: Vec<f64> = rows.iter().map(|r| r.value_sum).collect();
+    // sql-format: the table and column are fixed identifiers; values are bound.
+    let sql = format!(
+        "INSERT INTO {table} (environment_id, event, {column}, unit, events, value_sum)
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::float8[])
+         ON CONFLICT (environment_id, event, {column}, unit) DO UPDATE
+         SET events = {table}.events + excluded.events, value_sum = {table}.value_sum + excluded.value_sum
+         RETURNING environment_id, event, {column}, unit, events, value_sum"
+    );
+    let returned = sqlx::query(&sql)
+        .bind(&env)
+        .bind(&event)
+        .bind(&time)
+        .bind(&unit)
+        .bind(&count)
+        .bind(&sum)
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in returned {
+        let event: &str = row.try_get(1)?;
+        let key = (row.try_get(0)?, event, row.try_get(2)?, row.try_get(3)?);
+        buckets.add(grain, rows, key, (row.try_get(4)?, row.try_get(5)?))?;
+    }
+    Ok(())
+}
 
 impl PgStore {
     pub(crate) async fn append_event_batches(&self, batches: &[EventBatch]) -> Result<Vec<Appended>> {
@@ -125,34 +233,12 @@ impl PgStore {
             for (env, events) in &batches {
                 delta.add_batch(*env, events)?;
             }
-            // Column arrays for UNNEST: one statement per table, whatever the size.
-            let hours = delta.sorted_hours();
-            let mut h_env = Vec::with_capacity(hours.len());
-            let mut h_event = Vec::with_capacity(hours.len());
-            let mut h_hour = Vec::with_capacity(hours.len());
-            let mut h_unit = Vec::with_capacity(hours.len());
-            let mut h_count = Vec::with_capacity(hours.len());
-            let mut h_sum = Vec::with_capacity(hours.len());
-            for ((env, event, hour, unit), (count, sum)) in &hours {
-                h_env.push(*env);
-                h_event.push(event.as_ref());
-                h_hour.push(*hour);
-                h_unit.push(unit.as_ref());
-                h_count.push(*count);
-                h_sum.push(*sum);
-            }
-            let exposures = delta.sorted_exposures();
-            let mut x_env = Vec::with_capacity(exposures.len());
-            let mut x_flag = Vec::with_capacity(exposures.len());
-            let mut x_unit = Vec::with_capacity(exposures.len());
-            let mut x_variation = Vec::with_capacity(exposures.len());
-            let mut x_first = Vec::with_capacity(exposures.len());
-            for ((env, flag, unit), (variation, first)) in &exposures {
-                x_env.push(*env);
-                x_flag.push(flag.as_ref());
-                x_unit.push(unit.as_ref());
-                x_variation.push(variation.as_ref());
-                x_first.push(*first);
+            // A unit keeps its id forever: known ones are looked up without the lock.
+            let keys = delta.unit_keys();
+            let mut ids = HashMap::with_capacity(keys.len());
+            {
+                let mut conn = self.pool.acquire().await?;
+                unit_ids(&mut conn, &keys, &keys, &mut ids).await?;
             }
 
             // Not the workspace write lock: the rollup writes only the rollup
@@ -173,24 +259,71 @@ impl PgStore {
                 // released first).
                 continue;
             }
+            let missing: Vec<&str> = keys.iter().copied().filter(|k| !ids.contains_key(k)).collect();
+            if !missing.is_empty() {
+                sqlx::query("INSERT INTO units (key) SELECT * FROM UNNEST($1::text[]) ON CONFLICT DO NOTHING")
+                    .bind(&missing)
+                    .execute(&mut *tx)
+                    .await?;
+                unit_ids(&mut tx, &missing, &keys, &mut ids).await?;
+            }
+            let rows = delta.rows(&ids)?;
+            let mut buckets = BucketDeltas::default();
+            upsert_unit_rows(&mut tx, "unit_hours", "hour", &rows.hours, 1, &mut buckets).await?;
+            upsert_unit_rows(&mut tx, "unit_days", "day", &rows.days, DAY_HOURS, &mut buckets).await?;
+            let sorted = buckets.sorted();
+            let mut b_env = Vec::with_capacity(sorted.len());
+            let mut b_event = Vec::with_capacity(sorted.len());
+            let mut b_grain = Vec::with_capacity(sorted.len());
+            let mut b_bucket = Vec::with_capacity(sorted.len());
+            let mut b_units = Vec::with_capacity(sorted.len());
+            let mut b_events = Vec::with_capacity(sorted.len());
+            let mut b_events_sq = Vec::with_capacity(sorted.len());
+            let mut b_sum = Vec::with_capacity(sorted.len());
+            let mut b_sq = Vec::with_capacity(sorted.len());
+            for ((env, event, grain, bucket), d) in &sorted {
+                b_env.push(*env);
+                b_event.push(event.as_str());
+                b_grain.push(*grain as i32);
+                b_bucket.push(*bucket);
+                b_units.push(d.units);
+                b_events.push(d.events);
+                b_events_sq.push(d.events_sq);
+                b_sum.push(d.value_sum);
+                b_sq.push(d.value_sq);
+            }
             sqlx::query(
-                "INSERT INTO unit_hours (environment_id, event, hour, unit, events, value_sum)
-                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::float8[])
-                 ON CONFLICT (environment_id, event, hour, unit) DO UPDATE
-                 SET events = unit_hours.events + excluded.events,
-                     value_sum = unit_hours.value_sum + excluded.value_sum",
+                "INSERT INTO event_buckets
+                     (environment_id, event, grain, bucket, units, events, events_sq, value_sum, value_sq)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::bigint[],
+                                      $7::bigint[], $8::float8[], $9::float8[])
+                 ON CONFLICT (environment_id, event, grain, bucket) DO UPDATE
+                 SET units = event_buckets.units + excluded.units,
+                     events = event_buckets.events + excluded.events,
+                     events_sq = event_buckets.events_sq + excluded.events_sq,
+                     value_sum = event_buckets.value_sum + excluded.value_sum,
+                     value_sq = event_buckets.value_sq + excluded.value_sq",
             )
-            .bind(&h_env)
-            .bind(&h_event)
-            .bind(&h_hour)
-            .bind(&h_unit)
-            .bind(&h_count)
-            .bind(&h_sum)
+            .bind(&b_env)
+            .bind(&b_event)
+            .bind(&b_grain)
+            .bind(&b_bucket)
+            .bind(&b_units)
+            .bind(&b_events)
+            .bind(&b_events_sq)
+            .bind(&b_sum)
+            .bind(&b_sq)
             .execute(&mut *tx)
             .await?;
+            let exposures = &rows.exposures;
+            let x_env: Vec<i64> = exposures.iter().map(|e| e.environment_id).collect();
+            let x_flag: Vec<&str> = exposures.iter().map(|e| e.flag).collect();
+            let x_unit: Vec<i64> = exposures.iter().map(|e| e.unit).collect();
+            let x_variation: Vec<&str> = exposures.iter().map(|e| e.variation).collect();
+            let x_first: Vec<i64> = exposures.iter().map(|e| e.first_ms).collect();
             sqlx::query(
                 "INSERT INTO exposures (environment_id, flag, unit, variation, first_ms)
-                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[])
                  ON CONFLICT (environment_id, flag, unit) DO UPDATE
                  SET variation = CASE WHEN excluded.first_ms < exposures.first_ms
                                       THEN excluded.variation ELSE exposures.variation END,
@@ -297,6 +430,9 @@ impl PgStore {
         Ok(series.pop().map(|(_, s)| s).unwrap_or_default())
     }
 
+    /// As on SQLite: hourly and daily series of one-event metrics from
+    /// `event_buckets` (per-unit rows for a partial first and last day),
+    /// the rest from per-unit rows, whole days from `unit_days`.
     pub(crate) async fn metric_series(
         &self,
         ws: &str,
@@ -308,35 +444,46 @@ impl PgStore {
     ) -> Result<Vec<(i64, UnitSums)>> {
         let mut conn = self.pool.acquire().await?;
         let plan = Self::plan(&mut conn, ws, env, metric).await?;
-        // sql-format: `SUMS` and the per-unit expressions are fixed fragments chosen by aggregation; event names and ranges are bound.
-        let sql = format!(
-            "SELECT b, {SUMS}
-             FROM (SELECT b, {x}::float8 AS x, {y}::float8 AS y FROM (
-                 SELECT CASE WHEN $6 > 0 THEN (hour - $7) / $6 ELSE 0 END AS b, unit,
-                        COALESCE(SUM(CASE WHEN event = $4 THEN events END), 0)::float8 AS c1,
-                        COALESCE(SUM(CASE WHEN event = $4 THEN value_sum END), 0)::float8 AS s1,
-                        COALESCE(SUM(CASE WHEN event = $5 THEN events END), 0)::float8 AS c2,
-                        COALESCE(SUM(CASE WHEN event = $5 THEN value_sum END), 0)::float8 AS s2
-                 FROM unit_hours
-                 WHERE environment_id = $1 AND event IN ('', $4, $5) AND hour >= $2 AND hour < $3
-                 GROUP BY 1, unit) per_unit) v
-             GROUP BY b ORDER BY b",
-            x = plan.x_expr("c1", "s1"),
-            y = plan.y_expr("c2", "s2"),
-        );
-        let rows = sqlx::query(&sql)
+        let Some(grain) = bucket_grain(bucket_hours, origin).filter(|_| plan.y.is_none()) else {
+            return per_unit_series(&mut conn, &plan, range, bucket_hours, origin).await;
+        };
+        let (first, end, head, tail) = whole_buckets(range, grain);
+        let mut out = Vec::new();
+        if let Some(head) = head {
+            out.extend(per_unit_series(&mut conn, &plan, head, grain, 0).await?);
+        }
+        if first < end {
+            let rows = sqlx::query(
+                "SELECT bucket, event, units, events, events_sq, value_sum, value_sq FROM event_buckets
+                 WHERE environment_id = $1 AND event IN ('', $2) AND grain = $3 AND bucket >= $4 AND bucket < $5
+                 ORDER BY bucket, event",
+            )
             .bind(plan.environment_id)
-            .bind(range.from)
-            .bind(range.to)
             .bind(&plan.x.0)
-            .bind(plan.y_event())
-            .bind(bucket_hours.max(0))
-            .bind(origin)
+            .bind(grain as i32)
+            .bind(first)
+            .bind(end)
             .fetch_all(&mut *conn)
-            .await?;
-        rows.iter()
-            .map(|row| Ok((origin + row.try_get::<i64, _>("b")? * bucket_hours, sums_from(row)?)))
-            .collect()
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(BucketRow {
+                    bucket: r.try_get(0)?,
+                    event: r.try_get(1)?,
+                    units: r.try_get(2)?,
+                    events: r.try_get(3)?,
+                    events_sq: r.try_get(4)?,
+                    value_sum: r.try_get(5)?,
+                    value_sq: r.try_get(6)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+            out.extend(sums_from_buckets(&rows, &plan.x.0, plan.x.1, grain));
+        }
+        if let Some(tail) = tail {
+            out.extend(per_unit_series(&mut conn, &plan, tail, grain, 0).await?);
+        }
+        Ok(out)
     }
 
     pub(crate) async fn metric_breakdown(

@@ -1,13 +1,16 @@
 //! SQLite: event batches, the incremental rollup, retention and metric
 //! sums. The rollup and every metric value are computed here, in SQL.
 
+use std::collections::HashMap;
+
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Row};
 
 use super::{SqliteStore, not_found};
 use crate::error::{Kind, Result};
 use crate::events::{
-    Appended, EventBatch, EventTotals, HOUR_MS, HourRange, RollupDelta, RollupProgress, UnitSums, appended,
+    Appended, BucketDeltas, BucketRow, DAY_HOURS, EventBatch, EventTotals, HOUR_MS, HourRange, RollupDelta,
+    RollupProgress, UnitRow, UnitSums, appended, bucket_grain, parts, parts_sql, sums_from_buckets, whole_buckets,
 };
 use crate::metrics::{Aggregation, MetricRecord};
 
@@ -83,6 +86,114 @@ fn upsert_sql(head: &str, row: &str, rows: usize, tail: &str) -> String {
     }
     sql.push_str(tail);
     sql
+}
+
+/// Per-unit sufficient statistics of `plan` over `range` in buckets (see
+/// `metric_series`), from per-unit rows: whole days from `unit_days`, the
+/// hours around them from `unit_hours`.
+async fn per_unit_series(
+    conn: &mut SqliteConnection,
+    plan: &Plan,
+    range: HourRange,
+    bucket_hours: i64,
+    origin: i64,
+) -> Result<Vec<(i64, UnitSums)>> {
+    let parts = parts(range, bucket_hours, origin);
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The parts splice only integers computed in `parts`.
+    // sql-format: fixed fragments chosen by aggregation; event names are bound.
+    let sql = format!(
+        "SELECT b, COUNT(*) AS n, TOTAL(x) AS sx, TOTAL(x * x) AS sxx, TOTAL(y) AS sy, TOTAL(y * y) AS syy,
+                TOTAL(x * y) AS sxy
+         FROM (SELECT b, {x} AS x, {y} AS y FROM (
+             SELECT b, unit,
+                    TOTAL(CASE WHEN event = ?2 THEN events END) AS c1,
+                    TOTAL(CASE WHEN event = ?2 THEN value_sum END) AS s1,
+                    TOTAL(CASE WHEN event = ?3 THEN events END) AS c2,
+                    TOTAL(CASE WHEN event = ?3 THEN value_sum END) AS s2
+             FROM ({rows})
+             GROUP BY b, unit))
+         GROUP BY b ORDER BY b",
+        x = plan.x_expr(),
+        y = plan.y_expr(),
+        rows = parts_sql(&parts, "?1", "('', ?2, ?3)"),
+    );
+    let rows = sqlx::query(&sql)
+        .bind(plan.environment_id)
+        .bind(&plan.x.0)
+        .bind(plan.y_event())
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|row| Ok((origin + row.try_get::<i64, _>("b")? * bucket_hours, sums_from(row)?)))
+        .collect()
+}
+
+/// Adds the ids of `wanted` (borrowed from `keys`, sorted) found in
+/// `units` to `ids`.
+async fn unit_ids<'k>(
+    conn: &mut SqliteConnection,
+    wanted: &[&'k str],
+    keys: &[&'k str],
+    ids: &mut HashMap<&'k str, i64>,
+) -> Result<()> {
+    for chunk in chunks(wanted.len()) {
+        let part = &wanted[chunk];
+        let sql = upsert_sql("SELECT id, key FROM units WHERE key IN (", "?", part.len(), ")");
+        let mut q = sqlx::query(&sql);
+        for key in part {
+            q = q.bind(*key);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let key: &str = row.try_get(1)?;
+            if let Ok(i) = keys.binary_search(&key) {
+                ids.insert(keys[i], row.try_get(0)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Upserts per-unit rows into `table` (time column `column`) and records
+/// each row's change of its bucket's totals from the sums it returns.
+async fn upsert_unit_rows(
+    conn: &mut SqliteConnection,
+    table: &str,
+    column: &str,
+    rows: &[UnitRow<'_>],
+    grain: i64,
+    buckets: &mut BucketDeltas,
+) -> Result<()> {
+    // sql-format: the table and column are fixed identifiers; values are bound.
+    let head = format!("INSERT INTO {table} (environment_id, event, {column}, unit, events, value_sum) VALUES ");
+    // sql-format: the column is a fixed identifier.
+    let tail = format!(
+        " ON CONFLICT (environment_id, event, {column}, unit) DO UPDATE
+          SET events = events + excluded.events, value_sum = value_sum + excluded.value_sum
+          RETURNING environment_id, event, {column}, unit, events, value_sum"
+    );
+    for chunk in chunks(rows.len()) {
+        let part = &rows[chunk];
+        let sql = upsert_sql(&head, "(?,?,?,?,?,?)", part.len(), &tail);
+        let mut q = sqlx::query(&sql);
+        for r in part {
+            q = q
+                .bind(r.environment_id)
+                .bind(r.event)
+                .bind(r.time)
+                .bind(r.unit)
+                .bind(r.events)
+                .bind(r.value_sum);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let event: &str = row.try_get(1)?;
+            let key = (row.try_get(0)?, event, row.try_get(2)?, row.try_get(3)?);
+            buckets.add(grain, rows, key, (row.try_get(4)?, row.try_get(5)?))?;
+        }
+    }
+    Ok(())
 }
 
 impl SqliteStore {
@@ -163,8 +274,13 @@ impl SqliteStore {
             for (env, events) in &batches {
                 delta.add_batch(*env, events)?;
             }
-            let hours = delta.sorted_hours();
-            let exposures = delta.sorted_exposures();
+            // A unit keeps its id forever: known ones are looked up without the lock.
+            let keys = delta.unit_keys();
+            let mut ids = HashMap::with_capacity(keys.len());
+            {
+                let mut conn = self.pool.acquire().await?;
+                unit_ids(&mut conn, &keys, &keys, &mut ids).await?;
+            }
 
             let _guard = self.write.lock().await;
             let mut tx = self.pool.begin().await?;
@@ -177,45 +293,72 @@ impl SqliteStore {
                 // released first).
                 continue;
             }
-            for chunk in chunks(hours.len()) {
-                let rows = &hours[chunk];
+            let missing: Vec<&str> = keys.iter().copied().filter(|k| !ids.contains_key(k)).collect();
+            for chunk in chunks(missing.len()) {
+                let part = &missing[chunk];
                 let sql = upsert_sql(
-                    "INSERT INTO unit_hours (environment_id, event, hour, unit, events, value_sum) VALUES ",
-                    "(?,?,?,?,?,?)",
-                    rows.len(),
-                    " ON CONFLICT (environment_id, event, hour, unit) DO UPDATE
-                      SET events = events + excluded.events, value_sum = value_sum + excluded.value_sum",
+                    "INSERT INTO units (key) VALUES ",
+                    "(?)",
+                    part.len(),
+                    " ON CONFLICT DO NOTHING",
                 );
                 let mut q = sqlx::query(&sql);
-                for ((env, event, hour, unit), (count, sum)) in rows {
-                    q = q
-                        .bind(*env)
-                        .bind(event.as_ref())
-                        .bind(*hour)
-                        .bind(unit.as_ref())
-                        .bind(*count)
-                        .bind(*sum);
+                for key in part {
+                    q = q.bind(*key);
                 }
                 q.execute(&mut *tx).await?;
             }
-            for chunk in chunks(exposures.len()) {
-                let rows = &exposures[chunk];
+            unit_ids(&mut tx, &missing, &keys, &mut ids).await?;
+            let rows = delta.rows(&ids)?;
+            let mut buckets = BucketDeltas::default();
+            upsert_unit_rows(&mut tx, "unit_hours", "hour", &rows.hours, 1, &mut buckets).await?;
+            upsert_unit_rows(&mut tx, "unit_days", "day", &rows.days, DAY_HOURS, &mut buckets).await?;
+            let sorted = buckets.sorted();
+            for chunk in chunks(sorted.len()) {
+                let part = &sorted[chunk];
+                let sql = upsert_sql(
+                    "INSERT INTO event_buckets
+                     (environment_id, event, grain, bucket, units, events, events_sq, value_sum, value_sq) VALUES ",
+                    "(?,?,?,?,?,?,?,?,?)",
+                    part.len(),
+                    " ON CONFLICT (environment_id, event, grain, bucket) DO UPDATE
+                      SET units = units + excluded.units, events = events + excluded.events,
+                          events_sq = events_sq + excluded.events_sq, value_sum = value_sum + excluded.value_sum,
+                          value_sq = value_sq + excluded.value_sq",
+                );
+                let mut q = sqlx::query(&sql);
+                for ((env, event, grain, bucket), d) in part {
+                    q = q
+                        .bind(*env)
+                        .bind(event.as_str())
+                        .bind(*grain)
+                        .bind(*bucket)
+                        .bind(d.units)
+                        .bind(d.events)
+                        .bind(d.events_sq)
+                        .bind(d.value_sum)
+                        .bind(d.value_sq);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            for chunk in chunks(rows.exposures.len()) {
+                let part = &rows.exposures[chunk];
                 let sql = upsert_sql(
                     "INSERT INTO exposures (environment_id, flag, unit, variation, first_ms) VALUES ",
                     "(?,?,?,?,?)",
-                    rows.len(),
+                    part.len(),
                     " ON CONFLICT (environment_id, flag, unit) DO UPDATE
                       SET variation = CASE WHEN excluded.first_ms < first_ms THEN excluded.variation ELSE variation END,
                           first_ms = MIN(first_ms, excluded.first_ms)",
                 );
                 let mut q = sqlx::query(&sql);
-                for ((env, flag, unit), (variation, first)) in rows {
+                for e in part {
                     q = q
-                        .bind(*env)
-                        .bind(flag.as_ref())
-                        .bind(unit.as_ref())
-                        .bind(variation.as_ref())
-                        .bind(*first);
+                        .bind(e.environment_id)
+                        .bind(e.flag)
+                        .bind(e.unit)
+                        .bind(e.variation)
+                        .bind(e.first_ms);
                 }
                 q.execute(&mut *tx).await?;
             }
@@ -314,7 +457,10 @@ impl SqliteStore {
     }
 
     /// `bucket_hours == 0`: one bucket for the whole range; otherwise
-    /// buckets start at `origin` + a multiple of `bucket_hours`.
+    /// buckets start at `origin` + a multiple of `bucket_hours`. Hourly
+    /// and daily series of one-event metrics come from `event_buckets`
+    /// (plus per-unit rows for a partial first and last day); the rest
+    /// from per-unit rows, whole days from `unit_days`.
     pub(crate) async fn metric_series(
         &self,
         ws: &str,
@@ -326,37 +472,46 @@ impl SqliteStore {
     ) -> Result<Vec<(i64, UnitSums)>> {
         let mut conn = self.pool.acquire().await?;
         let plan = Self::plan(&mut conn, ws, env, metric).await?;
-        let bucket = if bucket_hours > 0 { "(hour - ?7) / ?6" } else { "0" };
-        // sql-format: the per-unit expressions and bucket are fixed fragments chosen by aggregation; event names and ranges are bound.
-        let sql = format!(
-            "SELECT b, COUNT(*) AS n, TOTAL(x) AS sx, TOTAL(x * x) AS sxx, TOTAL(y) AS sy, TOTAL(y * y) AS syy,
-                    TOTAL(x * y) AS sxy
-             FROM (SELECT b, {x} AS x, {y} AS y FROM (
-                 SELECT {bucket} AS b, unit,
-                        TOTAL(CASE WHEN event = ?4 THEN events END) AS c1,
-                        TOTAL(CASE WHEN event = ?4 THEN value_sum END) AS s1,
-                        TOTAL(CASE WHEN event = ?5 THEN events END) AS c2,
-                        TOTAL(CASE WHEN event = ?5 THEN value_sum END) AS s2
-                 FROM unit_hours
-                 WHERE environment_id = ?1 AND event IN ('', ?4, ?5) AND hour >= ?2 AND hour < ?3
-                 GROUP BY b, unit))
-             GROUP BY b ORDER BY b",
-            x = plan.x_expr(),
-            y = plan.y_expr(),
-        );
-        let rows = sqlx::query(&sql)
+        let Some(grain) = bucket_grain(bucket_hours, origin).filter(|_| plan.y.is_none()) else {
+            return per_unit_series(&mut conn, &plan, range, bucket_hours, origin).await;
+        };
+        let (first, end, head, tail) = whole_buckets(range, grain);
+        let mut out = Vec::new();
+        if let Some(head) = head {
+            out.extend(per_unit_series(&mut conn, &plan, head, grain, 0).await?);
+        }
+        if first < end {
+            let rows = sqlx::query(
+                "SELECT bucket, event, units, events, events_sq, value_sum, value_sq FROM event_buckets
+                 WHERE environment_id = ?1 AND event IN ('', ?2) AND grain = ?3 AND bucket >= ?4 AND bucket < ?5
+                 ORDER BY bucket, event",
+            )
             .bind(plan.environment_id)
-            .bind(range.from)
-            .bind(range.to)
             .bind(&plan.x.0)
-            .bind(plan.y_event())
-            .bind(bucket_hours.max(1))
-            .bind(origin)
+            .bind(grain)
+            .bind(first)
+            .bind(end)
             .fetch_all(&mut *conn)
-            .await?;
-        rows.iter()
-            .map(|row| Ok((origin + row.try_get::<i64, _>("b")? * bucket_hours, sums_from(row)?)))
-            .collect()
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(BucketRow {
+                    bucket: r.try_get(0)?,
+                    event: r.try_get(1)?,
+                    units: r.try_get(2)?,
+                    events: r.try_get(3)?,
+                    events_sq: r.try_get(4)?,
+                    value_sum: r.try_get(5)?,
+                    value_sq: r.try_get(6)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+            out.extend(sums_from_buckets(&rows, &plan.x.0, plan.x.1, grain));
+        }
+        if let Some(tail) = tail {
+            out.extend(per_unit_series(&mut conn, &plan, tail, grain, 0).await?);
+        }
+        Ok(out)
     }
 
     pub(crate) async fn metric_breakdown(

@@ -1,6 +1,6 @@
 use sextant_store::{Aggregation, Appended, Direction, EventBatchBuilder, HOUR_MS, HourRange, MetricDef, UnitSums};
 
-use crate::support::{Backend, TestStore, meta};
+use crate::support::{Backend, TestStore, meta, tamper};
 
 /// Hour 480_000 is 2024-10-04; any fixed hour will do.
 const H: i64 = 480_000;
@@ -289,7 +289,155 @@ async fn cuped_breakdown_pairs_each_units_pre_exposure_value_with_its_value_afte
     );
 }
 
+/// Track events (unit, event, value, hour) over three days from hour
+/// `H + 5`, deterministic, with repeats in the same hour and day.
+fn spread_events() -> Vec<(String, &'static str, f64, i64)> {
+    let mut out = Vec::new();
+    for i in 0..240_i64 {
+        let unit = format!("u{}", (i * 7) % 23);
+        let event = if i % 3 == 0 { "buy" } else { "visit" };
+        out.push((unit, event, (i % 5) as f64, H + 5 + (i * 13) % 72));
+    }
+    out
+}
+
+/// The reference: per-unit sums over `[from, to)` by hand, then n (active
+/// units), Σx, Σx² of `event` under `agg`.
+fn reference(events: &[(String, &str, f64, i64)], event: &str, agg: Aggregation, from: i64, to: i64) -> UnitSums {
+    let mut per_unit: std::collections::BTreeMap<&str, (f64, f64)> = Default::default();
+    for (unit, e, v, h) in events {
+        if *h < from || *h >= to {
+            continue;
+        }
+        let u = per_unit.entry(unit.as_str()).or_default();
+        if *e == event {
+            u.0 += 1.0;
+            u.1 += v;
+        }
+    }
+    let mut s = UnitSums::default();
+    for (c, v) in per_unit.values() {
+        let x = match agg {
+            Aggregation::Count => *c,
+            Aggregation::Conversion => f64::from(u8::from(*c > 0.0)),
+            _ => *v,
+        };
+        s.n += 1;
+        s.sum += x;
+        s.sum_sq += x * x;
+    }
+    s
+}
+
+async fn series_windows_and_sums_over_days_and_hours_match_per_unit_values_by_hand(b: Backend) {
+    let Some(t) = TestStore::on(b).await else { return };
+    let env = production_id(&t).await;
+    let s = &t.store;
+    s.create_metric("default", metric("revenue", Aggregation::Sum, "buy", None), &meta())
+        .await
+        .unwrap();
+    s.create_metric(
+        "default",
+        metric("buys", Aggregation::Count, "buy", Some("revenue")),
+        &meta(),
+    )
+    .await
+    .unwrap();
+    s.create_metric(
+        "default",
+        metric("buyers", Aggregation::Conversion, "buy", Some("revenue")),
+        &meta(),
+    )
+    .await
+    .unwrap();
+    let events = spread_events();
+    // Four appends with a rollup after each, so buckets and per-unit rows
+    // are updated in place, not only inserted.
+    for chunk in events.chunks(60) {
+        let mut batch = EventBatchBuilder::default();
+        for (unit, event, value, hour) in chunk {
+            batch.track(event, unit, Some(*value), hour * HOUR_MS + 7, None);
+        }
+        s.append_event_batches(&[batch.finish(env, None)]).await.unwrap();
+        rollup_all(&t).await;
+    }
+    check_spread_values(s, &events).await;
+
+    // The data migration of version 5 from text units gives the same values.
+    let url = t.url();
+    t.store.close().await;
+    tamper(
+        &url,
+        "CREATE TABLE uh (environment_id BIGINT NOT NULL, event TEXT NOT NULL, hour BIGINT NOT NULL,
+             unit TEXT NOT NULL, events BIGINT NOT NULL, value_sum DOUBLE PRECISION NOT NULL,
+             PRIMARY KEY (environment_id, event, hour, unit));
+         INSERT INTO uh SELECT h.environment_id, h.event, h.hour, u.key, h.events, h.value_sum
+             FROM unit_hours h JOIN units u ON u.id = h.unit;
+         CREATE TABLE ex (environment_id BIGINT NOT NULL, flag TEXT NOT NULL, unit TEXT NOT NULL,
+             variation TEXT NOT NULL, first_ms BIGINT NOT NULL, PRIMARY KEY (environment_id, flag, unit));
+         DROP TABLE unit_hours; DROP TABLE exposures; DROP TABLE unit_days; DROP TABLE event_buckets;
+         DROP TABLE units;
+         ALTER TABLE uh RENAME TO unit_hours; ALTER TABLE ex RENAME TO exposures;
+         DELETE FROM schema_migrations WHERE version = 5;",
+    )
+    .await;
+    let again = sextant_store::Store::open(&url).await.unwrap();
+    check_spread_values(&again, &events).await;
+}
+
+async fn check_spread_values(s: &sextant_store::Store, events: &[(String, &'static str, f64, i64)]) {
+    for (key, agg) in [
+        ("revenue", Aggregation::Sum),
+        ("buys", Aggregation::Count),
+        ("buyers", Aggregation::Conversion),
+    ] {
+        // A range over parts of three days and all of one.
+        let range = HourRange {
+            from: H + 7,
+            to: H + 70,
+        };
+        let sums = s.metric_sums("default", "production", key, range).await.unwrap();
+        assert_eq!(sums, reference(events, "buy", agg, H + 7, H + 70), "{key} sums");
+        for bucket in [1, 24] {
+            let series = s
+                .metric_series("default", "production", key, range, bucket)
+                .await
+                .unwrap();
+            let mut expected = Vec::new();
+            let mut start = range.from.div_euclid(bucket) * bucket;
+            while start < range.to {
+                let r = reference(
+                    events,
+                    "buy",
+                    agg,
+                    start.max(range.from),
+                    (start + bucket).min(range.to),
+                );
+                if r.n > 0 {
+                    expected.push((start, r));
+                }
+                start += bucket;
+            }
+            assert_eq!(series, expected, "{key} series of {bucket} h");
+        }
+        // Two windows of 30 h ending at H + 71: each over parts of days.
+        let windows = s
+            .metric_windows("default", "production", key, H + 71, 30, 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            windows,
+            vec![
+                reference(events, "buy", agg, H + 11, H + 41),
+                reference(events, "buy", agg, H + 41, H + 71)
+            ],
+            "{key} windows"
+        );
+    }
+}
+
 crate::backend_tests!(
+    series_windows_and_sums_over_days_and_hours_match_per_unit_values_by_hand,
     cuped_breakdown_pairs_each_units_pre_exposure_value_with_its_value_after,
     a_retried_batch_id_is_stored_once,
     metric_sums_are_per_unit_sufficient_statistics,
