@@ -305,6 +305,32 @@ async fn aggregate(label: &str, db: &str, total: u64) {
         .create_metric("default", metric, &ChangeMeta::new("bench", None))
         .await
         .unwrap();
+    // Four children over the other events, so the tree has five nodes.
+    for (i, aggregation) in [
+        (1, Aggregation::Count),
+        (2, Aggregation::Mean),
+        (3, Aggregation::Conversion),
+        (4, Aggregation::Sum),
+    ] {
+        let child = MetricDef {
+            key: format!("m{i}"),
+            name: format!("Metric {i}"),
+            aggregation,
+            event: Some(format!("event-{i}")),
+            numerator: None,
+            denominator: None,
+            good_direction: Direction::Increase,
+            unit: None,
+            description: None,
+            owner: None,
+            parent: Some("revenue".into()),
+            north_star: false,
+        };
+        store
+            .create_metric("default", child, &ChangeMeta::new("bench", None))
+            .await
+            .unwrap();
+    }
     let hour0 = chrono::Utc::now().timestamp_millis() / HOUR_MS - 24 * 7;
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let start = Instant::now();
@@ -429,6 +455,24 @@ async fn aggregate(label: &str, db: &str, total: u64) {
         windows[1].n,
         windows[0].n,
         start.elapsed().as_secs_f64()
+    );
+    let start = Instant::now();
+    let tree = store
+        .metric_windows_of(
+            "default",
+            "production",
+            &["revenue", "m1", "m2", "m3", "m4"],
+            now_h,
+            24 * 7,
+            2,
+        )
+        .await
+        .unwrap();
+    println!(
+        "the whole tree (5 nodes, two weeks each, one pass; n = {}): {:.2} s; peak RSS {} MiB",
+        tree[0][1].n,
+        start.elapsed().as_secs_f64(),
+        rss_kib(pid, "VmHWM") / 1024
     );
     for (series, bucket) in [("daily", 24), ("hourly", 1)] {
         let start = Instant::now();

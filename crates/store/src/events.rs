@@ -666,6 +666,133 @@ pub(crate) fn parts(range: HourRange, bucket_hours: i64, origin: i64) -> Vec<Par
     out
 }
 
+/// The SQL dialect a query shared by both backends is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The `i`-th bound parameter (1-based).
+    fn param(self, i: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{i}"),
+            Dialect::Postgres => format!("${i}"),
+        }
+    }
+
+    /// A float sum that is 0 over no rows.
+    fn total(self, e: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("TOTAL({e})"),
+            Dialect::Postgres => format!("COALESCE(SUM({e}), 0)::float8"),
+        }
+    }
+
+    /// The per-unit value of a metric from the unit's count `c` and Σvalue `s`.
+    fn per_unit(self, aggregation: crate::metrics::Aggregation, c: &str, s: &str) -> String {
+        use crate::metrics::Aggregation;
+        match aggregation {
+            Aggregation::Count => c.to_owned(),
+            Aggregation::Conversion => format!("(CASE WHEN {c} > 0 THEN 1 ELSE 0 END)"),
+            Aggregation::Sum | Aggregation::Mean | Aggregation::Ratio => s.to_owned(),
+        }
+    }
+}
+
+/// One metric of a one-pass read: the index (into the bound events) and
+/// aggregation of its per-unit value x, and of a ratio's denominator y.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MetricCols {
+    pub x: (usize, crate::metrics::Aggregation),
+    pub y: Option<(usize, crate::metrics::Aggregation)>,
+}
+
+/// Adds `event` to `events` unless it is there; returns its index.
+pub(crate) fn event_index(events: &mut Vec<String>, event: &str) -> usize {
+    events.iter().position(|e| e == event).unwrap_or_else(|| {
+        events.push(event.to_owned());
+        events.len() - 1
+    })
+}
+
+/// SQL of per-bucket sufficient statistics of several metrics in one
+/// pass over the per-unit rows of `parts`: per unit, a count and Σvalue
+/// per event; then per bucket `b`, `n` (active units) and for metric `m`
+/// the columns at `2 + 5m ..`: Σx, Σx², Σy, Σy², Σxy. Parameter 1 is the
+/// environment, 2… the `events` events. Only integers computed here and
+/// fixed fragments are spliced in.
+pub(crate) fn sums_sql(d: Dialect, parts: &[Part], events: usize, metrics: &[MetricCols]) -> String {
+    let mut per_event = String::new();
+    let mut list = String::from("(''");
+    for i in 0..events {
+        let p = d.param(i + 2);
+        let _ = write!(
+            per_event,
+            ", {} AS c{i}, {} AS s{i}",
+            d.total(&format!("CASE WHEN event = {p} THEN events END")),
+            d.total(&format!("CASE WHEN event = {p} THEN value_sum END")),
+        );
+        let _ = write!(list, ", {p}");
+    }
+    list.push(')');
+    let mut values = String::new();
+    let mut sums = String::new();
+    for (m, cols) in metrics.iter().enumerate() {
+        let x = d.per_unit(cols.x.1, &format!("c{}", cols.x.0), &format!("s{}", cols.x.0));
+        let y = cols.y.map_or_else(
+            || "0".to_owned(),
+            |(i, a)| d.per_unit(a, &format!("c{i}"), &format!("s{i}")),
+        );
+        let _ = write!(
+            values,
+            ", CAST({x} AS DOUBLE PRECISION) AS x{m}, CAST({y} AS DOUBLE PRECISION) AS y{m}"
+        );
+        let _ = write!(
+            sums,
+            ", {}, {}, {}, {}, {}",
+            d.total(&format!("x{m}")),
+            d.total(&format!("x{m} * x{m}")),
+            d.total(&format!("y{m}")),
+            d.total(&format!("y{m} * y{m}")),
+            d.total(&format!("x{m} * y{m}")),
+        );
+    }
+    let rows = parts_sql(parts, &d.param(1), &list);
+    // sql-format: only fixed fragments, computed integers and parameter numbers; names are bound.
+    format!(
+        "SELECT b, COUNT(*) AS n{sums}
+         FROM (SELECT b{values} FROM (
+             SELECT b, unit{per_event} FROM ({rows}) r GROUP BY b, unit) per_unit) v
+         GROUP BY b ORDER BY b"
+    )
+}
+
+/// Reads a row of [`sums_sql`]: the bucket and each metric's sums.
+pub(crate) fn sums_row<R: sqlx::Row>(row: &R, metrics: usize) -> Result<(i64, Vec<UnitSums>)>
+where
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    f64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let n: i64 = row.try_get(1)?;
+    let sums = (0..metrics)
+        .map(|m| {
+            let at = 2 + 5 * m;
+            Ok(UnitSums {
+                n: n.max(0) as u64,
+                sum: row.try_get(at)?,
+                sum_sq: row.try_get(at + 1)?,
+                sum_den: row.try_get(at + 2)?,
+                sum_den_sq: row.try_get(at + 3)?,
+                sum_cross: row.try_get(at + 4)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((row.try_get(0)?, sums))
+}
+
 /// The SQL of `parts` as one `UNION ALL` of (b, unit, event, events,
 /// value_sum) rows; `env` is the environment's placeholder and `events`
 /// the parenthesised list of events to read. Only integers computed
@@ -788,6 +915,49 @@ impl Store {
                 .and_then(|i| out.get_mut(i))
             {
                 *slot = sums;
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Store::metric_windows`] of several metrics at once, in one pass
+    /// over the per-unit rows (the metric tree: every node's current and
+    /// previous window). Returns, per metric in the order given, `count`
+    /// windows oldest first.
+    pub async fn metric_windows_of(
+        &self,
+        ws: &str,
+        env: &str,
+        metrics: &[&str],
+        to: i64,
+        window_hours: i64,
+        count: usize,
+    ) -> Result<Vec<Vec<UnitSums>>> {
+        let window_hours = window_hours.max(1);
+        let from = to - window_hours * count as i64;
+        let range = HourRange { from, to };
+        let rows = match &self.backend {
+            Backend::Sqlite(db) => {
+                db.metrics_by_bucket(ws, env, metrics, range, window_hours, from)
+                    .await?
+            }
+            Backend::Postgres(db) => {
+                db.metrics_by_bucket(ws, env, metrics, range, window_hours, from)
+                    .await?
+            }
+        };
+        let mut out = vec![vec![UnitSums::default(); count]; metrics.len()];
+        for (start, sums) in rows {
+            let Some(i) = usize::try_from((start - from) / window_hours)
+                .ok()
+                .filter(|i| *i < count)
+            else {
+                continue;
+            };
+            for (m, s) in sums.into_iter().enumerate() {
+                if let Some(slot) = out.get_mut(m).and_then(|w| w.get_mut(i)) {
+                    *slot = s;
+                }
             }
         }
         Ok(out)

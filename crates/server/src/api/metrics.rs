@@ -242,11 +242,12 @@ pub async fn tree(
     let metrics = store.list_metrics(&ws).await?;
     let initiatives = store.list_initiatives(&ws).await?;
     let mut nodes = std::collections::HashMap::new();
-    for m in &metrics {
+    // Every node's current and previous window in one pass over the rollups.
+    let keys: Vec<&str> = metrics.iter().map(|m| m.metric.key.as_str()).collect();
+    let all = store.metric_windows_of(&ws, &env, &keys, to, window, 2).await?;
+    for (m, sums) in metrics.iter().zip(all) {
         let key = &m.metric.key;
         let agg = m.metric.aggregation;
-        // Both windows in one pass over the rollups.
-        let sums = store.metric_windows(&ws, &env, key, to, window, 2).await?;
         let prev = value_of(agg, &sums[0]);
         let cur = value_of(agg, &sums[1]);
         let (change, trend) = trend(m.metric.good_direction, cur.value, prev.value);

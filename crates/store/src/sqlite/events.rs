@@ -9,8 +9,9 @@ use sqlx::{Connection, Row};
 use super::{SqliteStore, not_found};
 use crate::error::{Kind, Result};
 use crate::events::{
-    Appended, BucketDeltas, BucketRow, DAY_HOURS, EventBatch, EventTotals, HOUR_MS, HourRange, RollupDelta,
-    RollupProgress, UnitRow, UnitSums, appended, bucket_grain, parts, parts_sql, sums_from_buckets, whole_buckets,
+    Appended, BucketDeltas, BucketRow, DAY_HOURS, Dialect, EventBatch, EventTotals, HOUR_MS, HourRange, MetricCols,
+    RollupDelta, RollupProgress, UnitRow, UnitSums, appended, bucket_grain, event_index, parts, sums_from_buckets,
+    sums_row, sums_sql, whole_buckets,
 };
 use crate::metrics::{Aggregation, MetricRecord};
 
@@ -98,36 +99,46 @@ async fn per_unit_series(
     bucket_hours: i64,
     origin: i64,
 ) -> Result<Vec<(i64, UnitSums)>> {
+    Ok(by_bucket(conn, std::slice::from_ref(plan), range, bucket_hours, origin)
+        .await?
+        .into_iter()
+        .filter_map(|(b, mut sums)| sums.pop().map(|s| (b, s)))
+        .collect())
+}
+
+/// [`per_unit_series`] of several metrics (of one environment) in one
+/// pass over the per-unit rows: each bucket's start and each metric's sums.
+async fn by_bucket(
+    conn: &mut SqliteConnection,
+    plans: &[Plan],
+    range: HourRange,
+    bucket_hours: i64,
+    origin: i64,
+) -> Result<Vec<(i64, Vec<UnitSums>)>> {
     let parts = parts(range, bucket_hours, origin);
-    if parts.is_empty() {
+    let Some(first) = plans.first().filter(|_| !parts.is_empty()) else {
         return Ok(Vec::new());
+    };
+    let mut events = Vec::new();
+    let cols: Vec<MetricCols> = plans
+        .iter()
+        .map(|p| MetricCols {
+            x: (event_index(&mut events, &p.x.0), p.x.1),
+            y: p.y.as_ref().map(|(e, a)| (event_index(&mut events, e), *a)),
+        })
+        .collect();
+    let sql = sums_sql(Dialect::Sqlite, &parts, events.len(), &cols);
+    let mut q = sqlx::query(&sql).bind(first.environment_id);
+    for e in &events {
+        q = q.bind(e);
     }
-    // The parts splice only integers computed in `parts`.
-    // sql-format: fixed fragments chosen by aggregation; event names are bound.
-    let sql = format!(
-        "SELECT b, COUNT(*) AS n, TOTAL(x) AS sx, TOTAL(x * x) AS sxx, TOTAL(y) AS sy, TOTAL(y * y) AS syy,
-                TOTAL(x * y) AS sxy
-         FROM (SELECT b, {x} AS x, {y} AS y FROM (
-             SELECT b, unit,
-                    TOTAL(CASE WHEN event = ?2 THEN events END) AS c1,
-                    TOTAL(CASE WHEN event = ?2 THEN value_sum END) AS s1,
-                    TOTAL(CASE WHEN event = ?3 THEN events END) AS c2,
-                    TOTAL(CASE WHEN event = ?3 THEN value_sum END) AS s2
-             FROM ({rows})
-             GROUP BY b, unit))
-         GROUP BY b ORDER BY b",
-        x = plan.x_expr(),
-        y = plan.y_expr(),
-        rows = parts_sql(&parts, "?1", "('', ?2, ?3)"),
-    );
-    let rows = sqlx::query(&sql)
-        .bind(plan.environment_id)
-        .bind(&plan.x.0)
-        .bind(plan.y_event())
-        .fetch_all(&mut *conn)
-        .await?;
-    rows.iter()
-        .map(|row| Ok((origin + row.try_get::<i64, _>("b")? * bucket_hours, sums_from(row)?)))
+    q.fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| {
+            let (b, sums) = sums_row(row, plans.len())?;
+            Ok((origin + b * bucket_hours, sums))
+        })
         .collect()
 }
 
@@ -512,6 +523,25 @@ impl SqliteStore {
             out.extend(per_unit_series(&mut conn, &plan, tail, grain, 0).await?);
         }
         Ok(out)
+    }
+
+    /// Per-unit sums of several metrics of one environment, per bucket
+    /// (see `metric_series`), in one pass over the per-unit rows.
+    pub(crate) async fn metrics_by_bucket(
+        &self,
+        ws: &str,
+        env: &str,
+        metrics: &[&str],
+        range: HourRange,
+        bucket_hours: i64,
+        origin: i64,
+    ) -> Result<Vec<(i64, Vec<UnitSums>)>> {
+        let mut conn = self.pool.acquire().await?;
+        let mut plans = Vec::with_capacity(metrics.len());
+        for metric in metrics {
+            plans.push(Self::plan(&mut conn, ws, env, metric).await?);
+        }
+        by_bucket(&mut conn, &plans, range, bucket_hours, origin).await
     }
 
     pub(crate) async fn metric_breakdown(

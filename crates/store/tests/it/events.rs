@@ -386,6 +386,21 @@ async fn series_windows_and_sums_over_days_and_hours_match_per_unit_values_by_ha
 }
 
 async fn check_spread_values(s: &sextant_store::Store, events: &[(String, &'static str, f64, i64)]) {
+    // All three metrics in one pass, as the tree reads them.
+    let all = s
+        .metric_windows_of("default", "production", &["revenue", "buys", "buyers"], H + 71, 30, 2)
+        .await
+        .unwrap();
+    for (windows, agg) in all
+        .iter()
+        .zip([Aggregation::Sum, Aggregation::Count, Aggregation::Conversion])
+    {
+        let expected = vec![
+            reference(events, "buy", agg, H + 11, H + 41),
+            reference(events, "buy", agg, H + 41, H + 71),
+        ];
+        assert_eq!(*windows, expected, "{agg:?} in one pass");
+    }
     for (key, agg) in [
         ("revenue", Aggregation::Sum),
         ("buys", Aggregation::Count),
