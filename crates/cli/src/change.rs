@@ -1,6 +1,7 @@
 //! `sextant change list|approve|reject`: change requests, the irreversible
-//! changes (deleting or archiving a flag, changing the policy, …) that
-//! another person with the product or admin role must approve.
+//! changes (deleting or archiving a flag, changing the policy, deleting
+//! events, …) that another person with the product or admin role must
+//! approve; and `sextant events delete`, which files one.
 
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::client::{Client, Remote, block_on};
+use crate::exit;
 use crate::output::json as print_json;
 
 /// `sextant change …`.
@@ -98,5 +100,80 @@ pub fn run(args: ChangeArgs) -> Result<ExitCode> {
             outln!("{}", describe(&reply.body));
         }
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `sextant events …`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    remote: Remote,
+    #[command(subcommand)]
+    command: EventsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Request deleting a track event's raw events and hourly rollups in one
+    /// environment (all hours, or whole hours in [--from, --to)). Irreversible,
+    /// with no revert: another person with the product or admin role approves
+    /// it (`sextant change approve ID`), and deleted events cannot be restored.
+    Delete {
+        /// Environment key.
+        #[arg(long = "env")]
+        environment: String,
+        /// The track event's name.
+        #[arg(long)]
+        event: String,
+        /// First hour to delete (RFC 3339, on the hour, e.g. 2026-11-20T00:00:00Z).
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the deleted hours (RFC 3339, on the hour, exclusive).
+        #[arg(long)]
+        to: Option<String>,
+        /// Why (shown to the approver, kept in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// `sextant events delete …`: files the change request; exits with
+/// [`exit::PENDING`] (it awaits approval).
+pub fn events(args: EventsArgs) -> Result<ExitCode> {
+    let client = Client::new(&args.remote)?;
+    let as_json = args.remote.json;
+    let EventsCommand::Delete {
+        environment,
+        event,
+        from,
+        to,
+        reason,
+    } = args.command;
+    block_on(async move {
+        let body = json!({"environment": environment, "event": event, "from": from, "to": to, "reason": reason});
+        let reply = client
+            .send(
+                Method::POST,
+                &client.ws_path(&["event-deletions"]),
+                &[],
+                Some(&body),
+                None,
+            )
+            .await?;
+        if as_json {
+            print_json(&reply.body)?;
+        } else {
+            let r = &reply.body;
+            outln!(
+                "requested deletion of `{event}` events in {environment} ({} rolled up now): change request {} \
+                 awaits approval by another person with the product or admin role\n  \
+                 revert: {}\n  hint: sextant change approve {}",
+                r["payload"]["rolled_up_events"],
+                r["id"],
+                r["payload"]["revert"].as_str().unwrap_or(""),
+                r["id"]
+            );
+        }
+        Ok(ExitCode::from(exit::PENDING))
     })
 }

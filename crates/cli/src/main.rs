@@ -45,8 +45,10 @@ mod demo;
 mod eval;
 mod experiment;
 mod flag;
+mod learning;
 mod metric;
 mod output;
+mod principle;
 mod scan;
 mod serve;
 mod simulation;
@@ -144,6 +146,8 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Change requests: irreversible changes awaiting another person's approval.
     Change(change::ChangeArgs),
+    /// Stored events: request their deletion (irreversible; needs another person's approval).
+    Events(change::EventsArgs),
     /// Import an Unleash, flagd or Sextant file into a server (or convert it with -o).
     Import(apply::ImportArgs),
     /// Export a workspace as Sextant YAML/JSON or flagd JSON.
@@ -158,6 +162,12 @@ enum Command {
     Review(alignment::ReviewArgs),
     /// Approve a change request (product or admin; not its requester); it applies at once.
     Approve(alignment::ApproveArgs),
+    /// Strategic principles and their violations: define, list, violations, resolve.
+    Principle(principle::PrincipleArgs),
+    /// The learnings log: search it, and the monthly report per owner.
+    Learning(learning::LearningArgs),
+    /// Post-mortems of initiatives whose metric did not move: list due ones, write one.
+    PostMortem(learning::PostMortemArgs),
     /// Deploy events for the DORA figures (`sextant deploy record`).
     Deploy(alignment::DeployArgs),
     /// DORA figures per service and week: deploy frequency, lead time, failure rate, restore time.
@@ -217,6 +227,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Env(args) => admin::env(args),
         Command::Apply(args) => apply::apply(args),
         Command::Change(args) => change::run(args),
+        Command::Events(args) => change::events(args),
+        Command::Principle(args) => principle::run(args),
+        Command::Learning(args) => learning::learning(args),
+        Command::PostMortem(args) => learning::post_mortem(args),
         Command::Import(args) => apply::import(args),
         Command::Export(args) => apply::export(args),
         Command::Demo(args) => demo::run(args),

@@ -113,6 +113,8 @@ pub enum Code {
     DeliveryNotFound,
     /// No such deploy.
     DeployNotFound,
+    /// No stored events of that name (a deletion found nothing to delete).
+    EventsNotFound,
     /// A principle with that key exists.
     PrincipleExists,
     /// The thing already exists.
@@ -199,6 +201,7 @@ impl Code {
             Code::WebhookNotFound => ("webhook_not_found", S::NOT_FOUND, "Webhook not found"),
             Code::DeliveryNotFound => ("delivery_not_found", S::NOT_FOUND, "Delivery not found"),
             Code::DeployNotFound => ("deploy_not_found", S::NOT_FOUND, "Deploy not found"),
+            Code::EventsNotFound => ("events_not_found", S::NOT_FOUND, "Events not found"),
             Code::PrincipleExists => ("principle_exists", S::CONFLICT, "Principle already exists"),
             Code::AlreadyExists => ("already_exists", S::CONFLICT, "Already exists"),
             Code::ChangeRequestNotPending => (
@@ -269,6 +272,7 @@ impl Code {
         Code::WebhookNotFound,
         Code::DeliveryNotFound,
         Code::DeployNotFound,
+        Code::EventsNotFound,
         Code::PrincipleExists,
         Code::AlreadyExists,
         Code::ChangeRequestNotPending,
@@ -387,6 +391,7 @@ impl From<StoreError> for ApiError {
                     Kind::Webhook => Code::WebhookNotFound,
                     Kind::Delivery => Code::DeliveryNotFound,
                     Kind::Deploy => Code::DeployNotFound,
+                    Kind::Events => Code::EventsNotFound,
                 };
                 ApiError::new(code, format!("{kind} `{key}` does not exist"))
             }
@@ -412,7 +417,8 @@ impl From<StoreError> for ApiError {
                     | Kind::PostMortem
                     | Kind::Webhook
                     | Kind::Delivery
-                    | Kind::Deploy => Code::AlreadyExists,
+                    | Kind::Deploy
+                    | Kind::Events => Code::AlreadyExists,
                 };
                 ApiError::new(code, format!("{kind} `{key}` already exists"))
             }

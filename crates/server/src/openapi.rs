@@ -43,6 +43,7 @@ use crate::error::Code;
         experiments::decide_experiment,
         changes::get_policy, changes::request_policy, changes::list_requests, changes::get_request,
         changes::approve, changes::reject, changes::archive, changes::restore, changes::revert,
+        changes::request_event_deletion,
         principles::list_principles, principles::create_principle, principles::list_violations,
         principles::create_violation, principles::resolve_violation,
         reviews::list_reviews, reviews::complete_review, reviews::flag_lifecycle, reviews::stale_flags,

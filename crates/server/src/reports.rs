@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sextant_core::{Flag, Serve};
 use sextant_store::{
-    ChangeMeta, Deploy, DeployStatus, Direction, ExperimentStatus, HourRange, InitiativeRecord, KillSwitch,
-    LearningFilter, PlanStatus, PostMortem, RequestStatus, ReviewDecision, Store, StoreError,
+    ChangeMeta, ChangeRecord, Deploy, DeployStatus, Direction, ExperimentStatus, HourRange, InitiativeRecord,
+    KillSwitch, LearningFilter, PlanStatus, PostMortem, RequestStatus, ReviewDecision, Store, StoreError,
 };
 
 /// Days a flag must have served one variation to everyone in production
@@ -701,6 +701,7 @@ pub async fn review(store: &Store, ws: &str, cadence: Cadence, now: DateTime<Utc
     match cadence {
         Cadence::Daily => {
             out["changes"] = json!(changes);
+            out["guardrails"] = guardrail_events(&changes);
             out["kills"] = json!(kills);
             out["deploys"] = json!(store.list_deploys(ws, &s, &u).await?);
         }
@@ -769,6 +770,47 @@ pub async fn review(store: &Store, ws: &str, cadence: Cadence, now: DateTime<Utc
         }
     }
     Ok(out)
+}
+
+/// What the rollout scheduler did in a period, from its change records
+/// (plan progress it wrote as [`crate::scheduler::ACTOR`]): guardrail
+/// breaches (each one paused or rolled back a rollout), stage advances,
+/// completions and rollouts ended because their flag was turned off.
+/// Operators' own pauses and resumes are changes, not guardrail events.
+pub fn guardrail_events(changes: &[ChangeRecord]) -> Value {
+    let (mut pauses, mut rollbacks, mut advances) = (0, 0, 0);
+    let mut events = Vec::new();
+    for c in changes
+        .iter()
+        .filter(|c| c.kind == "rollout_plan" && c.actor == crate::scheduler::ACTOR)
+    {
+        let event = match c.action.as_str() {
+            "rollout_pause" => {
+                pauses += 1;
+                "breach_paused"
+            }
+            "rollout_rollback" => {
+                rollbacks += 1;
+                "breach_rolled_back"
+            }
+            "rollout_advance" => {
+                advances += 1;
+                "stage_advanced"
+            }
+            "rollout_complete" => "completed",
+            "kill" => "ended_by_kill_switch",
+            _ => continue,
+        };
+        let after = c.after.clone().unwrap_or(Value::Null);
+        events.push(json!({
+            "event": event, "flag": c.key, "environment": c.environment, "at": c.at,
+            "stage": after["stage"], "status": after["status"], "reason": c.reason,
+        }));
+    }
+    json!({
+        "breaches": pauses + rollbacks, "auto_pauses": pauses, "rollbacks": rollbacks,
+        "stage_advances": advances, "events": events,
+    })
 }
 
 fn list(md: &mut String, title: &str, items: &[String]) {
@@ -893,6 +935,28 @@ pub fn markdown(r: &Value) -> String {
                 })
                 .collect();
             list(&mut md, "Changes", &changes);
+            let g = &r["guardrails"];
+            let guardrails: Vec<String> = arr(g, &["events"])
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} `{}` in {}: {} — {}",
+                        s(e, "at"),
+                        s(e, "flag"),
+                        s(e, "environment"),
+                        s(e, "event").replace('_', " "),
+                        s(e, "reason")
+                    )
+                })
+                .collect();
+            list(
+                &mut md,
+                &format!(
+                    "Guardrails: {} breaches ({} paused, {} rolled back), {} stage advances",
+                    g["breaches"], g["auto_pauses"], g["rollbacks"], g["stage_advances"]
+                ),
+                &guardrails,
+            );
             let kills: Vec<String> = arr(r, &["kills"])
                 .iter()
                 .map(|k| {

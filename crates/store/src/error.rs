@@ -48,6 +48,8 @@ pub enum Kind {
     Delivery,
     /// A deploy event.
     Deploy,
+    /// Stored events of one name (deleted by an approved change).
+    Events,
 }
 
 impl Kind {
@@ -75,6 +77,7 @@ impl Kind {
             Kind::Webhook => "webhook",
             Kind::Delivery => "delivery",
             Kind::Deploy => "deploy",
+            Kind::Events => "events",
         }
     }
 }

@@ -68,9 +68,11 @@ macro_rules! on {
 }
 
 mod alignment;
+mod event_deletion;
 mod experiments;
 mod rollouts;
 pub use alignment::*;
+pub use event_deletion::*;
 
 /// The store: a handle to the database, cheap to share behind an `Arc`.
 pub struct Store {

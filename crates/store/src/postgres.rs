@@ -13,6 +13,7 @@
 
 pub(crate) mod alignment;
 mod events;
+pub(crate) use events::ROLLUP_LOCK;
 mod metrics;
 
 use std::str::FromStr;

@@ -190,3 +190,222 @@ fn reviews_deploys_and_dora_come_from_the_server() {
     );
     assert!(table.stdout.contains("50%"), "{}", table.stdout);
 }
+
+#[test]
+fn principles_violations_learnings_and_post_mortems_have_commands_with_tables_json_and_exit_codes() {
+    let s = Server::start();
+    let out = s.run(&[
+        "principle",
+        "define",
+        "privacy-first",
+        "--name",
+        "Privacy first",
+        "--description",
+        "No tracking without consent",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "defined principle privacy-first: Privacy first\n");
+    let engineer = s.json(&["token", "create", "erin", "--role", "engineer"]);
+    let engineer = engineer["token"].as_str().unwrap();
+    let denied = s.run_with(
+        &[
+            "principle",
+            "define",
+            "speed",
+            "--name",
+            "Speed",
+            "--description",
+            "Ship daily",
+        ],
+        &[("SEXTANT_TOKEN", engineer)],
+    );
+    assert_eq!(denied.code, 4, "{}", denied.stderr);
+    assert!(denied.stderr.contains("product or admin"), "{}", denied.stderr);
+    let list = s.run(&["principle", "list"]);
+    assert!(list.stdout.starts_with("KEY"), "{}", list.stdout);
+    assert!(
+        list.stdout
+            .contains("privacy-first  Privacy first  No tracking without consent"),
+        "{}",
+        list.stdout
+    );
+
+    let v = post(
+        &s,
+        "/api/v1/workspaces/default/violations",
+        json!({"principle": "privacy-first", "subject": "flag:tracking-pixel", "justification": "partner contract",
+               "owner": "ana", "review_date": "2030-01-01"}),
+        ADMIN,
+    );
+    let id = v["id"].to_string();
+    let open = s.run(&["principle", "violations"]);
+    assert!(open.stdout.contains("flag:tracking-pixel"), "{}", open.stdout);
+    assert_eq!(s.json(&["principle", "violations"]).as_array().unwrap().len(), 1);
+    let resolved = s.run(&["principle", "resolve", &id, "--resolution", "pixel removed"]);
+    assert_eq!(resolved.code, 0, "{}", resolved.stderr);
+    assert!(
+        resolved.stdout.contains("resolved") && resolved.stdout.contains("pixel removed"),
+        "{}",
+        resolved.stdout
+    );
+    assert_eq!(s.run(&["principle", "violations"]).stdout, "no open violations\n");
+    assert!(s.run(&["principle", "violations", "--all"]).stdout.contains("resolved"));
+    let missing = s.run(&["principle", "resolve", "9999", "--resolution", "x"]);
+    assert_eq!(missing.code, 3, "{}", missing.stderr);
+
+    post(
+        &s,
+        "/api/v1/workspaces/default/learnings",
+        json!({"what": "Bigger buttons convert better", "evidence": "exp-42", "owner": "ana"}),
+        ADMIN,
+    );
+    post(
+        &s,
+        "/api/v1/workspaces/default/learnings",
+        json!({"what": "Dark mode does not move retention", "owner": "bo"}),
+        ADMIN,
+    );
+    let found = s.json(&["learning", "list", "--search", "BUTTON"]);
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    let table = s.run(&["learning", "list", "--owner", "bo"]);
+    assert!(table.stdout.starts_with("DATE"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("Dark mode does not move retention"),
+        "{}",
+        table.stdout
+    );
+    let report = s.run(&["learning", "report"]);
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    for part in [
+        "Learnings of ",
+        "\nana (1)\n",
+        "Bigger buttons convert better (manual, evidence: exp-42)",
+        "\nbo (1)\n",
+    ] {
+        assert!(report.stdout.contains(part), "{part:?} missing in\n{}", report.stdout);
+    }
+    let json = s.json(&["learning", "report", "--owner", "ana"]);
+    assert_eq!(json["owners"]["ana"].as_array().unwrap().len(), 1, "{json}");
+    assert!(json["owners"]["bo"].is_null(), "{json}");
+    let bad = s.run(&["learning", "report", "--month", "November"]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("YYYY-MM"), "{}", bad.stderr);
+
+    post(
+        &s,
+        "/api/v1/workspaces/default/post-mortems",
+        json!({"initiative": "faster-checkout", "owner": "ana", "due_at": "2020-01-15T00:00:00Z",
+               "expected": "checkout conversion +5%"}),
+        ADMIN,
+    );
+    let due = s.run(&["post-mortem", "list", "--due"]);
+    assert!(due.stdout.starts_with("INITIATIVE"), "{}", due.stdout);
+    assert!(
+        due.stdout.contains("faster-checkout") && due.stdout.contains("OVERDUE"),
+        "{}",
+        due.stdout
+    );
+    let incomplete = s.run(&[
+        "post-mortem",
+        "complete",
+        "faster-checkout",
+        "--happened",
+        "",
+        "--learned",
+        "x",
+    ]);
+    assert_eq!(incomplete.code, 1);
+    assert!(incomplete.stderr.contains("/happened"), "{}", incomplete.stderr);
+    let done = s.run(&[
+        "post-mortem",
+        "complete",
+        "faster-checkout",
+        "--happened",
+        "conversion flat",
+        "--learned",
+        "latency was not the bottleneck",
+    ]);
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    assert!(
+        done.stdout.contains("What we expected: checkout conversion +5%"),
+        "{}",
+        done.stdout
+    );
+    assert_eq!(s.run(&["post-mortem", "list", "--due"]).stdout, "no post-mortems due\n");
+    let all = s.json(&["post-mortem", "list"]);
+    assert_eq!(all[0]["learned"], "latency was not the bottleneck");
+    assert_eq!(
+        s.json(&["learning", "list", "--source", "post_mortem"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn deleting_events_files_a_change_request_that_another_person_approves() {
+    let s = Server::start();
+    let sdk = s.json(&["token", "create", "--kind", "server", "--env", "production", "sdk"]);
+    let sdk = sdk["token"].as_str().unwrap().to_owned();
+    let out = s.run_with(
+        &["track", "purchase", "--unit", "u1", "--value", "25"],
+        &[("SEXTANT_SDK_TOKEN", sdk.as_str())],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let args = [
+        "events",
+        "delete",
+        "--env",
+        "production",
+        "--event",
+        "purchase",
+        "--reason",
+        "erasure request",
+    ];
+    // The rollup runs in the background: until it has the event there is nothing to delete (exit 3).
+    let mut filed = s.run(&args);
+    for _ in 0..100 {
+        if filed.code != 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        filed = s.run(&args);
+    }
+    assert_eq!(filed.code, 6, "{}{}", filed.stdout, filed.stderr);
+    assert!(filed.stdout.contains("(1 rolled up now)"), "{}", filed.stdout);
+    assert!(filed.stdout.contains("revert: impossible"), "{}", filed.stdout);
+    let id = s.json(&["change", "list"])[0]["id"].to_string();
+    let own = s.run(&["change", "approve", &id]);
+    assert_eq!(own.code, 4, "{}", own.stderr);
+    assert!(own.stderr.contains("self_approval_refused"), "{}", own.stderr);
+    let product = s.json(&["token", "create", "pat", "--role", "product"]);
+    let ok = s.run_with(
+        &["change", "approve", &id],
+        &[("SEXTANT_TOKEN", product["token"].as_str().unwrap())],
+    );
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(
+        ok.stdout.contains("events.delete events `purchase` — applied"),
+        "{}",
+        ok.stdout
+    );
+    let again = s.run(&args);
+    assert_eq!(again.code, 3, "nothing left: {}", again.stderr);
+    let bad = s.run(&[
+        "events",
+        "delete",
+        "--env",
+        "production",
+        "--event",
+        "purchase",
+        "--from",
+        "2026-11-20T10:30:00Z",
+    ]);
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.contains("/from") && bad.stderr.contains("on the hour"),
+        "{}",
+        bad.stderr
+    );
+}

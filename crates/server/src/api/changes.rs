@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use sextant_core::{Flag, Targeting};
 use sextant_store::{
-    ChangeClass, ChangeMeta, ChangeRequest, ExperimentDef, FieldError, NewChangeRequest, Policy, PolicyRecord,
-    RequestStatus, Role,
+    ChangeClass, ChangeMeta, ChangeRequest, EVENT_DELETION_REVERT, EventDeletion, ExperimentDef, FieldError,
+    NewChangeRequest, Policy, PolicyRecord, RequestStatus, Role,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -41,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/workspaces/{ws}/flags/{key}/archive", post(archive))
         .route("/api/v1/workspaces/{ws}/flags/{key}/restore", post(restore))
         .route("/api/v1/workspaces/{ws}/changes/{id}/revert", post(revert))
+        .route("/api/v1/workspaces/{ws}/event-deletions", post(request_event_deletion))
 }
 
 /// A reason-only body.
@@ -58,6 +59,23 @@ pub struct NewPolicy {
     /// The policy.
     #[schema(value_type = Object)]
     pub policy: Policy,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// A request to delete one track event's stored data in one environment
+/// (becomes a change request; irreversible, with no revert).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventDeletionRequest {
+    /// Environment key.
+    pub environment: String,
+    /// The track event's name.
+    pub event: String,
+    /// First hour deleted (RFC 3339, on the hour); omitted = from the first event.
+    pub from: Option<String>,
+    /// End of the deleted hours (RFC 3339, on the hour, exclusive); omitted = no end.
+    pub to: Option<String>,
     /// Why.
     pub reason: Option<String>,
 }
@@ -321,6 +339,17 @@ fn may_decide(admin: &Admin, request: &ChangeRequest) -> Result<(), ApiError> {
             format!("change request {} is {}", request.id, request.status.as_str()),
         ));
     }
+    if let (Some(env), Some(scope)) = (&request.environment, &admin.environments)
+        && !scope.contains(env)
+    {
+        return Err(ApiError::new(
+            Code::PermissionDenied,
+            format!(
+                "change request {} is about environment `{env}`; this token is scoped to {scope:?}",
+                request.id
+            ),
+        ));
+    }
     if request.requested_by == admin.actor() {
         return Err(ApiError::new(
             Code::SelfApprovalRefused,
@@ -331,6 +360,34 @@ fn may_decide(admin: &Admin, request: &ChangeRequest) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// The start of every decision: the request, checked that `admin` may
+/// decide it ([`may_decide`]), and the decision's change metadata.
+async fn deciding(
+    state: &AppState,
+    admin: &Admin,
+    ws: &str,
+    id: i64,
+    reason: Option<String>,
+) -> Result<(ChangeRequest, ChangeMeta), ApiError> {
+    let request = state.store.get_change_request(ws, id).await?;
+    may_decide(admin, &request)?;
+    let mut errors = Vec::new();
+    let meta = change_meta(admin, reason, &mut errors);
+    check(errors)?;
+    Ok((request, meta))
+}
+
+/// Tells webhook subscribers that a request was approved or rejected.
+async fn announce_decision(state: &AppState, ws: &str, decided: &ChangeRequest) {
+    super::webhooks::notify(
+        state,
+        ws,
+        "approval.decided",
+        &serde_json::to_value(decided).unwrap_or_default(),
+    )
+    .await;
 }
 
 /// Approves a change request (product, admin; not its requester) and
@@ -346,21 +403,11 @@ pub async fn approve(
     ApiPath((ws, id)): ApiPath<(String, i64)>,
     ApiJson(body): ApiJson<Decision>,
 ) -> Result<Json<ChangeRequest>, ApiError> {
-    let request = state.store.get_change_request(&ws, id).await?;
-    may_decide(&admin, &request)?;
-    let mut errors = Vec::new();
-    let mut meta = change_meta(&admin, body.reason, &mut errors);
-    check(errors)?;
+    let (request, mut meta) = deciding(&state, &admin, &ws, id, body.reason).await?;
     meta.approves = Some(id);
     apply(&state, &ws, &request, &meta).await?;
     let decided = state.store.get_change_request(&ws, id).await?;
-    super::webhooks::notify(
-        &state,
-        &ws,
-        "approval.decided",
-        &serde_json::to_value(&decided).unwrap_or_default(),
-    )
-    .await;
+    announce_decision(&state, &ws, &decided).await;
     Ok(Json(decided))
 }
 
@@ -400,6 +447,10 @@ async fn apply(state: &AppState, ws: &str, r: &ChangeRequest, meta: &ChangeMeta)
         "experiment.criteria" => {
             let def: ExperimentDef = serde_json::from_value(payload("experiment")?).map_err(ApiError::internal)?;
             store.amend_experiment_criteria(ws, &r.key, def, meta).await.map(drop)?
+        }
+        "events.delete" => {
+            let deletion: EventDeletion = serde_json::from_value(payload("deletion")?).map_err(ApiError::internal)?;
+            state.commit(store.delete_events(ws, &deletion, meta)).await.map(drop)?
         }
         "change.revert" => {
             let id = r
@@ -480,6 +531,15 @@ fn revert_plan(c: &sextant_store::ChangeRecord) -> Result<Revert, ApiError> {
             let def = serde_json::from_value(before["definition"].clone()).map_err(|_| bad())?;
             Revert::Criteria(Box::new(def))
         }
+        ("events", "delete") => {
+            return Err(ApiError::new(
+                Code::ChangeNotRevertible,
+                format!(
+                    "change {} deleted `{}` events; its revert is {EVENT_DELETION_REVERT}",
+                    c.id, c.key
+                ),
+            ));
+        }
         _ => return Err(bad()),
     })
 }
@@ -496,20 +556,10 @@ pub async fn reject(
     ApiPath((ws, id)): ApiPath<(String, i64)>,
     ApiJson(body): ApiJson<Decision>,
 ) -> Result<Json<ChangeRequest>, ApiError> {
-    let request = state.store.get_change_request(&ws, id).await?;
-    may_decide(&admin, &request)?;
-    let mut errors = Vec::new();
-    let meta = change_meta(&admin, body.reason, &mut errors);
-    check(errors)?;
+    let (_, meta) = deciding(&state, &admin, &ws, id, body.reason).await?;
     let decided = state.store.reject_change_request(&ws, id, &meta).await?.value;
     state.announce_in(&ws, "change_request", Some(id.to_string()));
-    super::webhooks::notify(
-        &state,
-        &ws,
-        "approval.decided",
-        &serde_json::to_value(&decided).unwrap_or_default(),
-    )
-    .await;
+    announce_decision(&state, &ws, &decided).await;
     Ok(Json(decided))
 }
 
@@ -583,6 +633,7 @@ pub async fn revert(
         "policy" => admin.require(Action::ManageEnvironments)?,
         "metric" => admin.require(Action::ChangeNorthStar)?,
         "experiment" => admin.require(Action::EditExperiment)?,
+        "events" => admin.require(Action::EditMetrics)?,
         _ => admin.require(Action::DeleteFlag)?,
     }
     revert_plan(&change)?;
@@ -593,6 +644,72 @@ pub async fn revert(
         environment: change.environment.clone(),
         payload: None,
         reverts_change_id: Some(id),
+    };
+    file(&state, &admin, &ws, request, body.reason).await
+}
+
+/// Requests deleting one track event's stored data in one environment —
+/// its raw events and hourly rollups, all hours or `[from, to)` — (engineer,
+/// product, admin; within the token's environment scope). Irreversible:
+/// another person with the product or admin role approves it, and it has
+/// no revert (deleted events are not kept anywhere; the request's
+/// `payload.revert` says so, and `POST …/changes/{id}/revert` on the
+/// applied deletion answers `change_not_revertible`). The request shows
+/// the events in the rollup at request time (`payload.rolled_up_events`);
+/// `404 events_not_found` when there are none.
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/event-deletions", tag = "changes",
+    request_body = EventDeletionRequest,
+    params(("ws" = String, Path, description = "Workspace key")),
+    responses((status = 202, body = Object), (status = 403, body = crate::error::Problem),
+              (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+pub async fn request_event_deletion(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(ws): Path<String>,
+    ApiJson(body): ApiJson<EventDeletionRequest>,
+) -> Result<Response, ApiError> {
+    admin.require(Action::EditMetrics)?;
+    let deletion = EventDeletion {
+        environment: body.environment,
+        event: body.event,
+        from: body.from,
+        to: body.to,
+    };
+    check(deletion.hours().err().unwrap_or_default())?;
+    if let Some(scope) = &admin.environments
+        && !scope.contains(&deletion.environment)
+    {
+        return Err(ApiError::new(
+            Code::PermissionDenied,
+            format!("this token is scoped to {scope:?}, not `{}`", deletion.environment),
+        ));
+    }
+    let rolled_up = state.store.count_rolled_up_events(&ws, &deletion).await?;
+    if rolled_up == 0 {
+        return Err(ApiError::new(
+            Code::EventsNotFound,
+            format!(
+                "environment `{}` has no rolled-up `{}` events{}; nothing to delete",
+                deletion.environment,
+                deletion.event,
+                if deletion.from.is_some() || deletion.to.is_some() {
+                    " in those hours"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    let mut payload = serde_json::to_value(&deletion).map_err(ApiError::internal)?;
+    payload["rolled_up_events"] = rolled_up.into();
+    payload["revert"] = EVENT_DELETION_REVERT.into();
+    let request = NewChangeRequest {
+        action: "events.delete".into(),
+        kind: "events".into(),
+        key: deletion.event.clone(),
+        environment: Some(deletion.environment.clone()),
+        payload: Some(payload),
+        reverts_change_id: None,
     };
     file(&state, &admin, &ws, request, body.reason).await
 }

@@ -1042,6 +1042,7 @@ async fn every_alignment_endpoint_is_in_the_openapi_document() {
         "/api/v1/workspaces/{ws}/policy",
         "/api/v1/workspaces/{ws}/change-requests/{id}/approve",
         "/api/v1/workspaces/{ws}/changes/{id}/revert",
+        "/api/v1/workspaces/{ws}/event-deletions",
         "/api/v1/workspaces/{ws}/principles",
         "/api/v1/workspaces/{ws}/flag-reviews",
         "/api/v1/workspaces/{ws}/flag-lifecycle",
@@ -1074,4 +1075,127 @@ async fn an_id_that_cannot_exist_in_a_path_is_a_problem_json_404_not_a_plain_tex
         assert_eq!(r.header("content-type"), Some("application/problem+json"), "{path}");
         assert_eq!(r.body["code"], "route_not_found", "{path}");
     }
+}
+
+#[tokio::test]
+async fn deleting_events_needs_another_product_persons_approval_and_cannot_be_reverted() {
+    let s = TestServer::start().await;
+    metric_tree(&s).await;
+    purchases(
+        &s,
+        &[
+            ("u1", 10.0, "2026-11-20T10:05:00Z"),
+            ("u2", 5.0, "2026-11-20T11:30:00Z"),
+            ("u1", 3.0, "2026-11-21T09:00:00Z"),
+        ],
+    )
+    .await;
+    let engineer = s
+        .token(json!({"kind": "admin", "role": "engineer", "name": "erin"}))
+        .await;
+    let product = s
+        .token(json!({"kind": "admin", "role": "product", "name": "pat"}))
+        .await;
+    let viewer = s.token(json!({"kind": "admin", "role": "viewer", "name": "vic"})).await;
+    let staging_only = s
+        .token(json!({"kind": "admin", "role": "product", "name": "sam", "environments": ["staging"]}))
+        .await;
+    let request = async |token: &str, event: &str, env: &str, from: &str| {
+        let body = json!({"environment": env, "event": event, "from": from, "to": "2026-11-21T00:00:00Z",
+                          "reason": "a customer asked us to erase their data"});
+        s.call(
+            Method::POST,
+            "/api/v1/workspaces/default/event-deletions",
+            token,
+            Some(body),
+        )
+        .await
+    };
+    const MIDNIGHT: &str = "2026-11-20T00:00:00Z";
+
+    // Bad requests are refused before anything is filed.
+    let bad = request(&engineer, "purchase", "production", "2026-11-20T10:30:00Z").await;
+    bad.assert_problem(422, "validation_failed");
+    assert_eq!(fields(&bad), ["/from"]);
+    request(&engineer, "purchase", "nowhere", MIDNIGHT)
+        .await
+        .assert_problem(404, "environment_not_found");
+    request(&engineer, "refund", "production", MIDNIGHT)
+        .await
+        .assert_problem(404, "events_not_found");
+    for token in [&viewer, &staging_only] {
+        request(token, "purchase", "production", MIDNIGHT)
+            .await
+            .assert_problem(403, "permission_denied");
+    }
+
+    let r = request(&engineer, "purchase", "production", MIDNIGHT).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(
+        (&r.body["action"], &r.body["status"], &r.body["environment"]),
+        (&json!("events.delete"), &json!("pending"), &json!("production"))
+    );
+    assert_eq!(r.body["payload"]["rolled_up_events"], 2);
+    assert!(r.body["payload"]["revert"].as_str().unwrap().starts_with("impossible"));
+    let id = r.body["id"].as_i64().unwrap();
+    let store = &s.state.store;
+    let env = store.get_environment("default", "production").await.unwrap();
+    assert_eq!(
+        store.event_totals(Some(env.id)).await.unwrap().events,
+        3,
+        "nothing deleted yet"
+    );
+
+    // Engineers, tokens scoped elsewhere and the requester cannot decide.
+    approve(&s, &engineer, id)
+        .await
+        .assert_problem(403, "permission_denied");
+    approve(&s, &staging_only, id)
+        .await
+        .assert_problem(403, "permission_denied");
+    let own = request(&product, "purchase", "production", MIDNIGHT).await;
+    approve(&s, &product, own.body["id"].as_i64().unwrap())
+        .await
+        .assert_problem(403, "self_approval_refused");
+    assert_eq!(store.event_totals(Some(env.id)).await.unwrap().events, 3);
+
+    // Another person with the product role approves: raw events and rollups go.
+    let ok = approve(&s, &product, id).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    assert_eq!(ok.body["status"], "applied");
+    let change = ok.body["applied_change_id"].as_i64().unwrap();
+    assert_eq!(store.event_totals(Some(env.id)).await.unwrap().events, 1);
+    let range = sextant_store::HourRange {
+        from: at("2026-11-20T00:00:00Z").timestamp() / 3600,
+        to: at("2026-11-22T00:00:00Z").timestamp() / 3600,
+    };
+    let left = store
+        .metric_sums("default", "production", "revenue", range)
+        .await
+        .unwrap();
+    assert_eq!((left.n, left.sum), (1, 3.0), "only u1's purchase on the 21st is left");
+    let audit = s.get("/api/v1/audit?kind=events&action=delete").await;
+    let entries = audit.body["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{:?}", audit.body);
+    assert_eq!(entries[0]["key"], "purchase");
+
+    // There is no revert: deleted events are not kept anywhere.
+    let revert = s
+        .call(
+            Method::POST,
+            &format!("/api/v1/workspaces/default/changes/{change}/revert"),
+            ADMIN,
+            Some(json!({"reason": "undo"})),
+        )
+        .await;
+    revert.assert_problem(409, "change_not_revertible");
+    assert!(
+        revert.body["detail"].as_str().unwrap().contains("impossible"),
+        "{:?}",
+        revert.body
+    );
+    // The same request cannot apply twice.
+    approve(&s, ADMIN, id)
+        .await
+        .assert_problem(409, "change_request_not_pending");
 }

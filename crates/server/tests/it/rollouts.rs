@@ -470,6 +470,56 @@ async fn a_degrading_treatment_pauses_a_plan_whose_action_is_pause(b: Backend) {
     assert_eq!(s.get(PLAN).await.body["status"], "paused");
 }
 
+async fn the_daily_review_lists_the_last_days_guardrail_breaches_and_stage_advances(b: Backend) {
+    let Some(s) = TestServer::on(b).await else { return };
+    guarded(&s, "rollback").await;
+    simulate(&s, 4_000, 30).await;
+    scheduler::tick(&s.state, t("2030-01-07T10:00:30Z")).await.unwrap();
+    let now = Utc::now() + chrono::Duration::minutes(1);
+    let review =
+        |now| sextant_server::reports::review(&s.state.store, "default", sextant_server::reports::Cadence::Daily, now);
+    let r = review(now).await.unwrap();
+    let g = &r["guardrails"];
+    assert_eq!(
+        (&g["breaches"], &g["auto_pauses"], &g["rollbacks"], &g["stage_advances"]),
+        (&json!(1), &json!(0), &json!(1), &json!(1)),
+        "{r:#}"
+    );
+    let events: Vec<&str> = g["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["stage_advanced", "breach_rolled_back"], "{r:#}");
+    let breach = &g["events"][1];
+    assert_eq!(
+        (&breach["flag"], &breach["environment"]),
+        (&json!("checkout"), &json!("production"))
+    );
+    assert!(
+        breach["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("guardrail `errors` breached"),
+        "{breach}"
+    );
+    let md = sextant_server::reports::markdown(&r);
+    assert!(
+        md.contains("### Guardrails: 1 breaches (0 paused, 1 rolled back), 1 stage advances"),
+        "{md}"
+    );
+    assert!(
+        md.contains("`checkout` in production: breach rolled back — guardrail `errors` breached"),
+        "{md}"
+    );
+    // The API serves it too; a day later the events have left the window.
+    let api = s.get("/api/v1/reviews/daily").await;
+    assert_eq!(api.body["guardrails"]["breaches"], 1, "{:?}", api.body);
+    let later = review(now + chrono::Duration::days(2)).await.unwrap();
+    assert_eq!(later["guardrails"]["events"], json!([]));
+}
+
 async fn a_healthy_treatment_reaches_100_percent(b: Backend) {
     let Some(s) = TestServer::on(b).await else { return };
     guarded(&s, "rollback").await;
@@ -614,6 +664,7 @@ crate::backend_tests!(
     scheduled_changes_apply_at_their_time_and_can_be_cancelled,
     a_degrading_treatment_is_rolled_back_at_the_next_evaluation_with_the_reason_recorded,
     a_degrading_treatment_pauses_a_plan_whose_action_is_pause,
+    the_daily_review_lists_the_last_days_guardrail_breaches_and_stage_advances,
     a_healthy_treatment_reaches_100_percent,
     a_conversion_guardrail_rolls_back_a_treatment_that_converts_less,
     a_conversion_guardrail_lets_an_equal_treatment_reach_100_percent,

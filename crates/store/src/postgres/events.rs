@@ -17,7 +17,7 @@ use crate::events::{
 use crate::metrics::{Aggregation, MetricRecord};
 
 /// Transaction advisory lock of the event rollup ("SEXTROLL").
-const ROLLUP_LOCK: i64 = 0x5345_5854_524F_4C4C;
+pub(crate) const ROLLUP_LOCK: i64 = 0x5345_5854_524F_4C4C;
 
 /// A metric's events and how each becomes a per-unit value.
 struct Plan {

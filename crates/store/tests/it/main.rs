@@ -21,6 +21,9 @@ mod metrics;
 /// Change requests, reviews, learnings, principles, deploys and webhooks.
 mod alignment;
 
+/// Deleting events (an approved irreversible change): raw batches and rollups.
+mod event_deletion;
+
 /// Several stores on one database: change feed, optimistic versions and
 /// leadership across replicas.
 mod replicas;
