@@ -237,24 +237,51 @@ fn results_table(body: &Value) -> String {
         }
     }
     out.push_str(&t.render());
-    let cuped = &a["cuped"];
-    if cuped["applied"] == true {
-        for c in cuped["comparisons"].as_array().into_iter().flatten() {
-            out.push_str(&format!(
-                "CUPED ({} days before exposure): {} difference {} {}, p = {}, variance −{}{}\n",
-                cuped["pre_period_days"],
-                c["variation"].as_str().unwrap_or("?"),
-                num(&c["difference"], 4),
-                ci(&c["difference_ci"], 4),
-                num(&c["p_value"], 4),
-                c["variance_reduction"]
-                    .as_f64()
-                    .map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
-                if c["significant"] == true { ", significant" } else { "" },
-            ));
+    // CUPED per metric; a server without per-metric CUPED has the primary's
+    // at `analysis.cuped` only.
+    let metrics = std::iter::once((&a["primary"], &a["cuped"])).chain(
+        a["guardrails"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|g| (g, &g["cuped"])),
+    );
+    for (i, (m, fallback)) in metrics.enumerate() {
+        let cuped = if m["cuped"].is_object() { &m["cuped"] } else { fallback };
+        let metric = m["metric"].as_str().unwrap_or("?");
+        if cuped["applied"] == true {
+            for c in cuped["comparisons"].as_array().into_iter().flatten() {
+                if let Some(e) = c["error"].as_str() {
+                    out.push_str(&format!(
+                        "CUPED {metric}: {} not adjusted: {e}\n",
+                        c["variation"].as_str().unwrap_or("?")
+                    ));
+                    continue;
+                }
+                out.push_str(&format!(
+                    "CUPED {metric} ({} days before exposure): {} difference {} {}, p = {}, θ = {}, variance −{}{}\n",
+                    cuped["pre_period_days"],
+                    c["variation"].as_str().unwrap_or("?"),
+                    num(&c["difference"], 4),
+                    ci(&c["difference_ci"], 4),
+                    num(&c["p_value"], 4),
+                    num(&c["theta"], 4),
+                    c["variance_reduction"]
+                        .as_f64()
+                        .map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
+                    if c["significant"] == true { ", significant" } else { "" },
+                ));
+            }
+        } else if cuped["pre_period_days"] == 0 {
+            // No pre-period: one line for the experiment, not one per metric.
+            if i == 0
+                && let Some(why) = cuped["reason"].as_str()
+            {
+                out.push_str(&format!("CUPED not applied: {why}\n"));
+            }
+        } else if let Some(why) = cuped["reason"].as_str() {
+            out.push_str(&format!("CUPED {metric} not applied: {why}\n"));
         }
-    } else if let Some(why) = cuped["reason"].as_str() {
-        out.push_str(&format!("CUPED not applied: {why}\n"));
     }
     out
 }
@@ -288,23 +315,38 @@ mod tests {
     }
 
     #[test]
-    fn cuped_results_get_a_line_per_treatment_arm_and_an_overdue_decision_is_flagged() {
+    fn cuped_results_get_a_line_per_metric_and_treatment_arm_and_an_overdue_decision_is_flagged() {
         let body = json!({
             "experiment": {"definition": {"key": "btn"}, "status": "running",
                 "significant_at": "2026-11-01T00:00:00Z", "decide_by": "2026-11-08T00:00:00Z"},
             "decision_overdue": true,
             "analysis": {"method": "fixed_horizon", "units": 200, "planned_sample_size": 100,
                 "srm": {"p_value": 0.5}, "primary": {"metric": "revenue", "arms": [], "comparisons": []},
-                "guardrails": [],
+                "guardrails": [{"metric": "per_visit", "arms": [], "comparisons": [],
+                    "cuped": {"applied": true, "pre_period_days": 14, "comparisons": [{"variation": "on",
+                        "difference": -0.5, "difference_ci": {"lower": -0.9, "upper": -0.1}, "p_value": 0.01,
+                        "theta": 0.9, "variance_reduction": 0.75, "significant": true}]}},
+                    {"metric": "errors", "arms": [], "comparisons": [],
+                    "cuped": {"applied": false, "pre_period_days": 14, "reason": "no treatment arm could be adjusted"}}],
                 "cuped": {"applied": true, "pre_period_days": 14, "comparisons": [{"variation": "on",
                     "difference": 2.1, "difference_ci": {"lower": 1.5, "upper": 2.7}, "p_value": 0.0001,
-                    "variance_reduction": 0.64, "significant": true}]}}
+                    "theta": 0.8, "variance_reduction": 0.64, "significant": true}]}}
         });
         let text = results_table(&body);
         assert!(
             text.contains(
-                "CUPED (14 days before exposure): on difference 2.1000 [1.5000, 2.7000], p = 0.0001, variance −64%, significant\n"
+                "CUPED revenue (14 days before exposure): on difference 2.1000 [1.5000, 2.7000], p = 0.0001, θ = 0.8000, variance −64%, significant\n"
             ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "CUPED per_visit (14 days before exposure): on difference -0.5000 [-0.9000, -0.1000], p = 0.0100, θ = 0.9000, variance −75%, significant\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("CUPED errors not applied: no treatment arm could be adjusted\n"),
             "{text}"
         );
         assert!(

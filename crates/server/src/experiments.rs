@@ -21,22 +21,27 @@
 //! configured weights (chi-square, flagged at p < 0.001).
 //!
 //! CUPED (variance reduction with a pre-period covariate): when the
-//! experiment has `pre_period_days` and its primary metric a per-unit
-//! value (not a ratio), the store pairs each unit's value after its first
-//! exposure with the same metric over the pre-period before it
-//! (`Store::metric_breakdown_cuped`, Σy, Σy², Σx, Σx², Σxy per arm) and
-//! `sextant_stats::frequentist::cuped` adjusts the difference. The
-//! adjusted comparison is reported beside the unadjusted one and is the
-//! one that decides significance of the primary metric (same α, smaller
-//! variance; sequential looks use the same confidence sequence).
+//! experiment has `pre_period_days`, the store pairs each unit's value of
+//! every metric (primary and guardrails) after its first exposure with the
+//! same metric over the pre-period before it (`Store::metric_breakdown_cuped`:
+//! per arm Σy, Σy², Σx, Σx², Σxy, and for a ratio metric both periods'
+//! numerator and denominator with their cross products).
+//! `sextant_stats::frequentist::cuped` adjusts a per-unit metric's
+//! difference, `cuped_ratio` a ratio's, with the pre-period ratio as
+//! covariate by the delta method. Each metric reports its adjusted
+//! comparisons with θ and the variance removed beside the unadjusted ones;
+//! the primary metric's adjusted comparison decides significance (same α,
+//! smaller variance; sequential looks use the same confidence sequence).
 
 use serde::Serialize;
 use sextant_stats::bayes::{BetaPrior, bayes_means, bayes_proportions};
-use sextant_stats::frequentist::{cuped, ratio_test, relative_lift, two_proportion_z_test, welch_t_test, z_test};
+use sextant_stats::frequentist::{
+    CupedTest, cuped, cuped_ratio, ratio_test, relative_lift, two_proportion_z_test, welch_t_test, z_test,
+};
 use sextant_stats::sequential::{SequentialConfig, confidence_sequence};
 use sextant_stats::srm::sample_ratio_mismatch;
-use sextant_stats::{CupedStats, Interval, ProportionStats, RatioStats, StatsError, SufficientStats};
-use sextant_store::{Aggregation, AnalysisMethod, Direction, ExperimentDef, UnitSums};
+use sextant_stats::{CupedStats, Interval, ProportionStats, RatioCupedStats, RatioStats, StatsError, SufficientStats};
+use sextant_store::{Aggregation, AnalysisMethod, CupedSums, Direction, ExperimentDef, UnitSums};
 
 /// One metric's observations: its definition's parts and sums per variation.
 #[derive(Debug, Clone)]
@@ -49,6 +54,8 @@ pub struct MetricInput {
     pub good_direction: Direction,
     /// Sums per variation (variations without exposures may be missing).
     pub sums: Vec<(String, UnitSums)>,
+    /// CUPED sums per variation, or why there are none.
+    pub cuped: CupedInput,
 }
 
 /// The full analysis of an experiment at one look.
@@ -70,11 +77,12 @@ pub struct Analysis {
     pub primary: MetricResult,
     /// Guardrail metrics, in definition order.
     pub guardrails: Vec<MetricResult>,
-    /// Whether CUPED was applied, and why not.
+    /// The primary metric's CUPED (the same as `primary.cuped`; each
+    /// guardrail carries its own).
     pub cuped: Cuped,
 }
 
-/// CUPED status of the analysis.
+/// CUPED status of one metric.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cuped {
     /// Whether variance reduction was applied.
@@ -83,11 +91,11 @@ pub struct Cuped {
     pub reason: Option<String>,
     /// Pre-period length in days.
     pub pre_period_days: u32,
-    /// The primary metric's CUPED-adjusted comparisons, one per treatment arm.
+    /// The metric's CUPED-adjusted comparisons, one per treatment arm.
     pub comparisons: Vec<CupedComparison>,
 }
 
-/// A treatment arm against control on the primary metric, CUPED-adjusted.
+/// A treatment arm against control on one metric, CUPED-adjusted.
 #[derive(Debug, Clone, Serialize)]
 pub struct CupedComparison {
     /// The treatment variation.
@@ -98,8 +106,13 @@ pub struct CupedComparison {
     pub difference_ci: Option<Interval>,
     /// Fixed-horizon p-value, or always-valid p-value when sequential.
     pub p_value: Option<f64>,
-    /// θ, the pooled within-arm regression of the metric on the covariate.
+    /// θ, the pooled within-arm regression of the metric on the covariate
+    /// (for a ratio, of the delta-method linearisations of the two ratios).
     pub theta: Option<f64>,
+    /// Standard error of the adjusted difference.
+    pub std_error: Option<f64>,
+    /// Standard error of the unadjusted difference (normal, same sums).
+    pub unadjusted_std_error: Option<f64>,
     /// Share of the difference's variance the covariate removed.
     pub variance_reduction: Option<f64>,
     /// p < α (and, for a fixed horizon, the planned size reached).
@@ -136,6 +149,8 @@ pub struct MetricResult {
     pub arms: Vec<ArmValue>,
     /// Each treatment arm against control.
     pub comparisons: Vec<Comparison>,
+    /// The comparisons adjusted by the pre-period (CUPED), or why not.
+    pub cuped: Cuped,
 }
 
 /// One arm's value of a metric.
@@ -223,14 +238,14 @@ fn normal_cdf(estimate: f64, se: f64, alpha: f64) -> Result<f64, StatsError> {
     Ok(if estimate >= 0.0 { 1.0 - p / 2.0 } else { p / 2.0 })
 }
 
-/// The primary metric's CUPED input: per variation, Σy… of the metric
-/// after exposure with Σx… of its pre-period (see `metric_breakdown_cuped`),
-/// or why there is none.
-pub type CupedInput = Result<Vec<(String, UnitSums)>, String>;
+/// A metric's CUPED input: per variation, its sums after exposure with
+/// those of its pre-period (see `metric_breakdown_cuped`), or why there is
+/// none.
+pub type CupedInput = Result<Vec<(String, CupedSums)>, String>;
 
 /// Analyses `def` on `primary` and `guardrails` (same order as the
-/// definition), with CUPED on the primary metric from `cuped`.
-pub fn analyze(def: &ExperimentDef, primary: &MetricInput, guardrails: &[MetricInput], cuped: CupedInput) -> Analysis {
+/// definition), each with CUPED from its own `cuped` input.
+pub fn analyze(def: &ExperimentDef, primary: &MetricInput, guardrails: &[MetricInput]) -> Analysis {
     let sums = |m: &MetricInput, v: &str| m.sums.iter().find(|(k, _)| k == v).map(|(_, s)| *s).unwrap_or_default();
     let observed: Vec<u64> = def.arms.iter().map(|a| sums(primary, &a.variation).n).collect();
     let units: u64 = observed.iter().sum();
@@ -253,6 +268,7 @@ pub fn analyze(def: &ExperimentDef, primary: &MetricInput, guardrails: &[MetricI
         },
     };
     let metric = |m: &MetricInput| metric_result(def, m, horizon_reached, &sums);
+    let primary = metric(primary);
     Analysis {
         method: def.analysis,
         alpha: def.alpha,
@@ -260,19 +276,19 @@ pub fn analyze(def: &ExperimentDef, primary: &MetricInput, guardrails: &[MetricI
         planned_sample_size: def.planned_sample_size,
         horizon_reached,
         srm,
-        primary: metric(primary),
+        cuped: primary.cuped.clone(),
+        primary,
         guardrails: guardrails.iter().map(metric).collect(),
-        cuped: cuped_result(def, cuped, horizon_reached),
     }
 }
 
-fn cuped_result(def: &ExperimentDef, input: CupedInput, horizon_reached: bool) -> Cuped {
-    let sums = match input {
+fn cuped_result(def: &ExperimentDef, m: &MetricInput, horizon_reached: bool) -> Cuped {
+    let sums = match &m.cuped {
         Ok(sums) => sums,
         Err(reason) => {
             return Cuped {
                 applied: false,
-                reason: Some(reason),
+                reason: Some(reason.clone()),
                 pre_period_days: def.pre_period_days,
                 comparisons: Vec::new(),
             };
@@ -284,12 +300,15 @@ fn cuped_result(def: &ExperimentDef, input: CupedInput, horizon_reached: bool) -
         .iter()
         .map(|a| {
             let treatment = arm(&a.variation);
-            let mut c = cuped_compare(def, &control, &treatment, horizon_reached).unwrap_or_else(|e| CupedComparison {
+            let compared = cuped_compare(def, m.aggregation, &control, &treatment, horizon_reached);
+            let mut c = compared.unwrap_or_else(|e| CupedComparison {
                 variation: String::new(),
                 difference: None,
                 difference_ci: None,
                 p_value: None,
                 theta: None,
+                std_error: None,
+                unadjusted_std_error: None,
                 variance_reduction: None,
                 significant: false,
                 error: Some(e.to_string()),
@@ -299,22 +318,69 @@ fn cuped_result(def: &ExperimentDef, input: CupedInput, horizon_reached: bool) -
         })
         .collect();
     let applied = comparisons.iter().any(|c| c.error.is_none());
+    let first_error = comparisons
+        .iter()
+        .find_map(|c| c.error.as_deref())
+        .unwrap_or("no treatment arm");
     Cuped {
         applied,
-        reason: (!applied).then(|| "no treatment arm could be adjusted (see each comparison's error)".into()),
+        reason: (!applied).then(|| format!("no treatment arm could be adjusted: {first_error}")),
         pre_period_days: def.pre_period_days,
         comparisons,
     }
 }
 
+/// CUPED test of one treatment arm: `cuped` on per-unit values, or
+/// `cuped_ratio` with the pre-period ratio as covariate.
+fn cuped_test(
+    aggregation: Aggregation,
+    control: &CupedSums,
+    treatment: &CupedSums,
+    alpha: f64,
+) -> Result<CupedTest, StatsError> {
+    if aggregation == Aggregation::Ratio {
+        let ratio = |u: &UnitSums| RatioStats::new(u.n, u.sum, u.sum_sq, u.sum_den, u.sum_den_sq, u.sum_cross);
+        let stats = |s: &CupedSums| -> Result<RatioCupedStats, StatsError> {
+            RatioCupedStats::new(
+                ratio(&s.post)?,
+                RatioStats {
+                    n: s.pre.n,
+                    sum_num: s.pre.sum,
+                    sum_num_sq: s.pre.sum_sq,
+                    sum_den: s.pre.sum_den,
+                    sum_den_sq: s.pre.sum_den_sq,
+                    sum_num_den: s.pre.sum_cross,
+                },
+                s.sum_num_pre_num,
+                s.sum_num_pre_den,
+                s.sum_den_pre_num,
+                s.sum_den_pre_den,
+            )
+        };
+        cuped_ratio(&stats(control)?, &stats(treatment)?, alpha)
+    } else {
+        let stats = |s: &CupedSums| {
+            CupedStats::new(
+                s.post.n,
+                s.post.sum,
+                s.post.sum_sq,
+                s.pre.sum,
+                s.pre.sum_sq,
+                s.sum_num_pre_num,
+            )
+        };
+        cuped(&stats(control)?, &stats(treatment)?, alpha)
+    }
+}
+
 fn cuped_compare(
     def: &ExperimentDef,
-    control: &UnitSums,
-    treatment: &UnitSums,
+    aggregation: Aggregation,
+    control: &CupedSums,
+    treatment: &CupedSums,
     horizon_reached: bool,
 ) -> Result<CupedComparison, StatsError> {
-    let stats = |s: &UnitSums| CupedStats::new(s.n, s.sum, s.sum_sq, s.sum_den, s.sum_den_sq, s.sum_cross);
-    let r = cuped(&stats(control)?, &stats(treatment)?, def.alpha)?;
+    let r = cuped_test(aggregation, control, treatment, def.alpha)?;
     let (ci, p_value, significant) = match def.analysis {
         AnalysisMethod::FixedHorizon => (
             r.difference.ci,
@@ -323,7 +389,7 @@ fn cuped_compare(
         ),
         AnalysisMethod::Sequential => {
             let config = SequentialConfig::new(def.alpha, def.planned_sample_size.max(2) as f64)?;
-            let n = (control.n + treatment.n) as f64;
+            let n = (control.post.n + treatment.post.n) as f64;
             let d = confidence_sequence(r.difference.estimate, r.difference.std_error, n, &config)?;
             (d.ci, d.p_value, d.p_value < def.alpha)
         }
@@ -334,6 +400,8 @@ fn cuped_compare(
         difference_ci: Some(ci),
         p_value: Some(p_value),
         theta: Some(r.theta),
+        std_error: Some(r.difference.std_error),
+        unadjusted_std_error: Some(r.unadjusted_std_error),
         variance_reduction: Some(r.variance_reduction),
         significant,
         error: None,
@@ -384,6 +452,7 @@ fn metric_result(
         good_direction: m.good_direction,
         arms,
         comparisons,
+        cuped: cuped_result(def, m, horizon_reached),
     }
 }
 

@@ -230,6 +230,28 @@ pub struct UnitSums {
     pub sum_cross: f64,
 }
 
+/// Per-unit sums for CUPED over one population, computed in SQL: each
+/// unit's metric after its first exposure (`post`) and over the pre-period
+/// before it (`pre`), then the cross products between the two periods.
+/// For a per-unit metric (count, sum, mean, conversion) the value is in
+/// `sum` and the denominators are 0, so `sum_num_pre_num` is Σxy; for a
+/// ratio metric `sum`/`sum_den` are the numerator and denominator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct CupedSums {
+    /// The metric from the first exposure on (n, Σnum, Σnum², Σden, Σden², Σnum·den).
+    pub post: UnitSums,
+    /// The metric over the pre-period, same units.
+    pub pre: UnitSums,
+    /// Σ post num · pre num.
+    pub sum_num_pre_num: f64,
+    /// Σ post num · pre den.
+    pub sum_num_pre_den: f64,
+    /// Σ post den · pre num.
+    pub sum_den_pre_num: f64,
+    /// Σ post den · pre den.
+    pub sum_den_pre_den: f64,
+}
+
 /// A time range in whole hours since the epoch, `[from, to)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HourRange {
@@ -982,12 +1004,11 @@ impl Store {
     }
 
     /// Per-variation sums for CUPED: like [`Store::metric_breakdown`], each
-    /// unit's metric value `y` counts its events from the hour of its first
-    /// exposure on (within `range`), and its covariate `x` is the same
-    /// metric over the `pre_hours` hours before that hour. Returned as
-    /// `sum`/`sum_sq` = Σy/Σy², `sum_den`/`sum_den_sq` = Σx/Σx² and
-    /// `sum_cross` = Σxy. A ratio metric has no per-unit value, so it is
-    /// refused ([`StoreError::Invalid`]).
+    /// unit's metric value counts its events from the hour of its first
+    /// exposure on (within `range`), and its covariate is the same metric
+    /// over the `pre_hours` hours before that hour. For a ratio metric both
+    /// periods carry the numerator and the denominator, with the four
+    /// cross products the delta method needs (see [`CupedSums`]).
     pub async fn metric_breakdown_cuped(
         &self,
         ws: &str,
@@ -996,20 +1017,12 @@ impl Store {
         flag: &str,
         range: HourRange,
         pre_hours: i64,
-    ) -> Result<Vec<(String, UnitSums)>> {
+    ) -> Result<Vec<(String, CupedSums)>> {
         match &self.backend {
             Backend::Sqlite(db) => db.metric_breakdown_cuped(ws, env, metric, flag, range, pre_hours).await,
             Backend::Postgres(db) => db.metric_breakdown_cuped(ws, env, metric, flag, range, pre_hours).await,
         }
     }
-}
-
-/// The error for CUPED on a ratio metric.
-pub(crate) fn cuped_ratio_refused(metric: &str) -> StoreError {
-    StoreError::Invalid(vec![crate::error::FieldError {
-        field: "/metric".into(),
-        message: format!("`{metric}` is a ratio metric; CUPED needs a per-unit value (count, sum, mean or conversion)"),
-    }])
 }
 
 #[cfg(test)]

@@ -15,8 +15,7 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use sextant_store::{
-    Aggregation, Decision, ExperimentDef, ExperimentRecord, ExperimentStatus, HOUR_MS, HourRange, NewLearning,
-    StoreError,
+    Decision, ExperimentDef, ExperimentRecord, ExperimentStatus, HOUR_MS, HourRange, NewLearning, StoreError,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -304,17 +303,31 @@ pub async fn results(
         to: end.timestamp_millis().div_euclid(HOUR_MS) + 1,
     };
     let def = &rec.definition;
+    let pre_hours = i64::from(def.pre_period_days) * 24;
+    // With a pre-period one read per metric gives both: the sums after
+    // exposure are `metric_breakdown`'s, the pre-period's come with them.
     let input = async |metric: &str| -> Result<MetricInput, ApiError> {
         let m = state.store.get_metric(&ws, metric).await?;
-        let sums = state
-            .store
-            .metric_breakdown(&ws, &def.environment, metric, &def.flag, range)
-            .await?;
+        let (sums, cuped) = if def.pre_period_days == 0 {
+            let sums = state
+                .store
+                .metric_breakdown(&ws, &def.environment, metric, &def.flag, range)
+                .await?;
+            (sums, Err("no pre-period configured (pre_period_days = 0)".to_owned()))
+        } else {
+            let cuped = state
+                .store
+                .metric_breakdown_cuped(&ws, &def.environment, metric, &def.flag, range, pre_hours)
+                .await?;
+            let sums = cuped.iter().map(|(v, s)| (v.clone(), s.post)).collect();
+            (sums, Ok(cuped))
+        };
         Ok(MetricInput {
             metric: metric.to_owned(),
             aggregation: m.metric.aggregation,
             good_direction: m.metric.good_direction,
             sums,
+            cuped,
         })
     };
     let primary = input(&def.primary_metric).await?;
@@ -322,21 +335,7 @@ pub async fn results(
     for g in &def.guardrails {
         guardrails.push(input(g).await?);
     }
-    let cuped = if def.pre_period_days == 0 {
-        Err("no pre-period configured (pre_period_days = 0)".to_owned())
-    } else if primary.aggregation == Aggregation::Ratio {
-        Err(format!(
-            "`{}` is a ratio metric: CUPED needs a per-unit value",
-            def.primary_metric
-        ))
-    } else {
-        let pre_hours = i64::from(def.pre_period_days) * 24;
-        Ok(state
-            .store
-            .metric_breakdown_cuped(&ws, &def.environment, &def.primary_metric, &def.flag, range, pre_hours)
-            .await?)
-    };
-    let analysis = analyze(def, &primary, &guardrails, cuped);
+    let analysis = analyze(def, &primary, &guardrails);
     if rec.status == ExperimentStatus::Running && rec.significant_at.is_none() && analysis.primary_significant() {
         rec = state.store.mark_experiment_significant(&ws, &key, now).await?;
     }

@@ -256,30 +256,36 @@ fn results_view(r: &Results) -> Markup {
                 }
             }
         }
-        (metric_view("primary", "Primary metric", &a.primary))
-        (cuped_view(a))
+        (metric_view("primary", "Primary metric", &a.primary, "cuped"))
         @for (i, g) in a.guardrails.iter().enumerate() {
-            (metric_view(&format!("guardrail-{i}"), "Guardrail", g))
+            @let id = format!("guardrail-{i}");
+            (metric_view(&id, "Guardrail", g, &format!("{id}-cuped")))
         }
     }
 }
 
-/// CUPED: the primary metric's comparisons adjusted by each unit's
-/// pre-period value, or why they were not.
-fn cuped_view(a: &Analysis) -> Markup {
-    let c = &a.cuped;
+/// CUPED: a metric's comparisons adjusted by each unit's pre-period value
+/// (a ratio by the pre-period ratio), with θ and the variance removed, or
+/// why they were not.
+fn cuped_view(id: &str, m: &MetricResult) -> Markup {
+    let c = &m.cuped;
+    let covariate = if m.aggregation == sextant_store::Aggregation::Ratio {
+        "adjusted by its ratio (numerator and denominator, delta method)"
+    } else {
+        "adjusted by each unit's value"
+    };
     html! {
-        section #cuped aria-labelledby="cuped-title" {
-            h3 #cuped-title { "Variance reduction (CUPED)" }
+        section .cuped #(id) aria-labelledby=(format!("{id}-title")) {
+            h4 #(format!("{id}-title")) { "Variance reduction (CUPED) of " code { (m.metric) } }
             @if !c.applied {
                 p .muted { "Not applied" @if let Some(r) = &c.reason { ": " (r) } "." }
             } @else {
-                p { "Primary metric adjusted by each unit's value in the " (c.pre_period_days) " days before its first exposure." }
+                p { code { (m.metric) } " " (covariate) " in the " (c.pre_period_days) " days before its first exposure." }
                 table {
-                    caption .sr-only { "CUPED-adjusted comparisons of the primary metric" }
+                    caption .sr-only { "CUPED-adjusted comparisons of " (m.metric) }
                     thead { tr {
                         th scope="col" { "Arm" } th scope="col" { "Adjusted difference" } th scope="col" { "Interval" }
-                        th scope="col" { "p" } th scope="col" { "Variance removed" } th scope="col" { "Verdict" }
+                        th scope="col" { "p" } th scope="col" { "θ" } th scope="col" { "Variance removed" } th scope="col" { "Verdict" }
                     } }
                     tbody {
                         @for x in &c.comparisons {
@@ -288,8 +294,12 @@ fn cuped_view(a: &Analysis) -> Markup {
                                 td { (x.difference.map_or("—".into(), charts::format_value)) }
                                 td { (x.difference_ci.map_or("—".into(), |ci| format!("{} to {}", charts::format_value(ci.lower), charts::format_value(ci.upper)))) }
                                 td { (p_text(x.p_value)) }
+                                td { (x.theta.map_or("—".into(), charts::format_value)) }
                                 td { (pct_opt(x.variance_reduction)) }
-                                td { @if x.significant { "significant" } @else { "not significant" } }
+                                td {
+                                    @if let Some(e) = &x.error { span .muted { (e) } }
+                                    @else if x.significant { "significant" } @else { "not significant" }
+                                }
                             }
                         }
                     }
@@ -299,7 +309,7 @@ fn cuped_view(a: &Analysis) -> Markup {
     }
 }
 
-fn metric_view(id: &str, role: &str, m: &MetricResult) -> Markup {
+fn metric_view(id: &str, role: &str, m: &MetricResult, cuped_id: &str) -> Markup {
     let good = |lift: f64| (lift > 0.0) == (m.good_direction == Direction::Increase);
     let rows: Vec<IntervalRow> = m
         .comparisons
@@ -354,6 +364,7 @@ fn metric_view(id: &str, role: &str, m: &MetricResult) -> Markup {
                     }
                 }
             }
+            (cuped_view(cuped_id, m))
         }
     }
 }

@@ -999,6 +999,10 @@ async fn an_experiment_with_a_pre_period_shows_its_cuped_adjusted_comparison() {
                "event": "purchase", "good_direction": "increase", "north_star": true}),
         json!({"key": "revenue", "name": "Revenue per user", "aggregation": "mean", "event": "purchase",
                "good_direction": "increase", "parent": "checkout_conversion"}),
+        json!({"key": "purchases", "name": "Purchases", "aggregation": "count", "event": "purchase",
+               "good_direction": "increase", "parent": "checkout_conversion"}),
+        json!({"key": "order_value", "name": "Order value", "aggregation": "ratio", "numerator": "revenue",
+               "denominator": "purchases", "good_direction": "increase", "parent": "checkout_conversion"}),
     ] {
         let r = server
             .post("/api/v1/workspaces/default/metrics", json!({"metric": m}))
@@ -1008,6 +1012,7 @@ async fn an_experiment_with_a_pre_period_shows_its_cuped_adjusted_comparison() {
     let experiment = json!({
         "key": "price-anchor", "environment": "production", "flag": "checkout",
         "arms": [{"variation": "off", "weight": 50}, {"variation": "on", "weight": 50}],
+        "guardrails": ["order_value"],
         "primary_metric": "revenue", "hypothesis": {"direction": "increase", "minimum_effect": 0.02},
         "success_criteria": "revenue per user up", "planned_sample_size": 2000, "pre_period_days": 7
     });
@@ -1053,6 +1058,22 @@ async fn an_experiment_with_a_pre_period_shows_its_cuped_adjusted_comparison() {
     let removed = cuped["comparisons"][0]["variance_reduction"].as_f64().unwrap();
     let section = &page[page.find("id=\"cuped\"").expect("a CUPED section")..];
     assert!(section.contains("7 days before its first exposure"), "{section}");
+    assert!(
+        section.contains(&format!("<td>{:.1}%</td>", removed * 100.0)),
+        "{removed}: {section}"
+    );
+    // The guardrail, a ratio, has its own block, adjusted by its pre-period ratio.
+    let guardrail = &api.body["analysis"]["guardrails"][0]["cuped"];
+    assert_eq!(guardrail["applied"], true, "{guardrail}");
+    let removed = guardrail["comparisons"][0]["variance_reduction"].as_f64().unwrap();
+    let section = &page[page
+        .find("id=\"guardrail-0-cuped\"")
+        .expect("the guardrail's CUPED section")..];
+    assert!(
+        section.contains("Variance reduction (CUPED) of <code>order_value</code>"),
+        "{section}"
+    );
+    assert!(section.contains("adjusted by its ratio"), "{section}");
     assert!(
         section.contains(&format!("<td>{:.1}%</td>", removed * 100.0)),
         "{removed}: {section}"

@@ -10,9 +10,9 @@ use super::PgStore;
 use crate::doc::not_found;
 use crate::error::{Kind, Result, StoreError};
 use crate::events::{
-    Appended, BucketDeltas, BucketRow, DAY_HOURS, Dialect, EventBatch, EventTotals, HOUR_MS, HourRange, MetricCols,
-    RollupDelta, RollupProgress, UnitRow, UnitSums, appended, bucket_grain, event_index, parts, sums_from_buckets,
-    sums_row, sums_sql, whole_buckets,
+    Appended, BucketDeltas, BucketRow, CupedSums, DAY_HOURS, Dialect, EventBatch, EventTotals, HOUR_MS, HourRange,
+    MetricCols, RollupDelta, RollupProgress, UnitRow, UnitSums, appended, bucket_grain, event_index, parts,
+    sums_from_buckets, sums_row, sums_sql, whole_buckets,
 };
 use crate::metrics::{Aggregation, MetricRecord};
 
@@ -571,60 +571,97 @@ impl PgStore {
         flag: &str,
         range: HourRange,
         pre_hours: i64,
-    ) -> Result<Vec<(String, UnitSums)>> {
+    ) -> Result<Vec<(String, CupedSums)>> {
         let mut conn = self.pool.acquire().await?;
         let plan = Self::plan(&mut conn, ws, env, metric).await?;
-        if plan.y.is_some() {
-            return Err(crate::events::cuped_ratio_refused(metric));
-        }
         // As on SQLite: post from the hour of first exposure, pre the
-        // `pre_hours` hours before it; `SUMS`' x is the covariate here, so
-        // the columns are read back swapped.
+        // `pre_hours` hours before it; per unit and period the numerator
+        // (c1, s1) and a ratio's denominator (c2, s2).
+        let per_unit_sums = |period: &str| {
+            // sql-format: `period` is one of the two fixed conditions below; values are bound.
+            format!(
+                "SELECT m.unit,
+                        COALESCE(SUM(CASE WHEN m.event = $4 THEN m.events END), 0)::float8 AS c1,
+                        COALESCE(SUM(CASE WHEN m.event = $4 THEN m.value_sum END), 0)::float8 AS s1,
+                        COALESCE(SUM(CASE WHEN m.event = $5 THEN m.events END), 0)::float8 AS c2,
+                        COALESCE(SUM(CASE WHEN m.event = $5 THEN m.value_sum END), 0)::float8 AS s2
+                 FROM unit_hours m JOIN exposures e
+                      ON e.environment_id = m.environment_id AND e.flag = $6 AND e.unit = m.unit
+                 WHERE m.environment_id = $1 AND m.event IN ($4, $5) AND {period}
+                 GROUP BY m.unit"
+            )
+        };
+        let sum = |expr: &str, name: &str| format!("COALESCE(SUM({expr}), 0)::float8 AS {name}");
+        let sums = [
+            ("yn", "syn"),
+            ("yn * yn", "synn"),
+            ("yd", "syd"),
+            ("yd * yd", "sydd"),
+            ("yn * yd", "synd"),
+            ("xn", "sxn"),
+            ("xn * xn", "sxnn"),
+            ("xd", "sxd"),
+            ("xd * xd", "sxdd"),
+            ("xn * xd", "sxnd"),
+            ("yn * xn", "synxn"),
+            ("yn * xd", "synxd"),
+            ("yd * xn", "sydxn"),
+            ("yd * xd", "sydxd"),
+        ]
+        .map(|(e, n)| sum(e, n))
+        .join(", ");
         // sql-format: fixed fragments chosen by aggregation; event names and ranges are bound.
         let sql = format!(
-            "WITH post AS (
-                 SELECT m.unit, SUM(m.events)::float8 AS c, SUM(m.value_sum)::float8 AS s
-                 FROM unit_hours m JOIN exposures e
-                      ON e.environment_id = m.environment_id AND e.flag = $5 AND e.unit = m.unit
-                 WHERE m.environment_id = $1 AND m.event = $4 AND m.hour >= $2 AND m.hour < $3
-                   AND m.hour >= e.first_ms / {HOUR_MS}
-                 GROUP BY m.unit),
-             pre AS (
-                 SELECT m.unit, SUM(m.events)::float8 AS c, SUM(m.value_sum)::float8 AS s
-                 FROM unit_hours m JOIN exposures e
-                      ON e.environment_id = m.environment_id AND e.flag = $5 AND e.unit = m.unit
-                 WHERE m.environment_id = $1 AND m.event = $4
-                   AND m.hour < e.first_ms / {HOUR_MS} AND m.hour >= e.first_ms / {HOUR_MS} - $6
-                 GROUP BY m.unit)
-             SELECT variation AS b, {SUMS}
-             FROM (SELECT e.variation, {x}::float8 AS x, {y}::float8 AS y
+            "WITH post AS ({post}), pre AS ({pre})
+             SELECT variation AS b, COUNT(*) AS n, {sums}
+             FROM (SELECT e.variation, {yn}::float8 AS yn, {yd}::float8 AS yd, {xn}::float8 AS xn,
+                          {xd}::float8 AS xd
                    FROM exposures e LEFT JOIN post p ON p.unit = e.unit LEFT JOIN pre q ON q.unit = e.unit
-                   WHERE e.environment_id = $1 AND e.flag = $5 AND e.first_ms / {HOUR_MS} < $3) v
+                   WHERE e.environment_id = $1 AND e.flag = $6 AND e.first_ms / {HOUR_MS} < $3) v
              GROUP BY variation ORDER BY variation",
-            x = plan.x_expr("COALESCE(q.c, 0)", "COALESCE(q.s, 0)"),
-            y = plan.x_expr("COALESCE(p.c, 0)", "COALESCE(p.s, 0)"),
+            post = per_unit_sums(&format!(
+                "m.hour >= $2 AND m.hour < $3 AND m.hour >= e.first_ms / {HOUR_MS}"
+            )),
+            pre = per_unit_sums(&format!(
+                "m.hour < e.first_ms / {HOUR_MS} AND m.hour >= e.first_ms / {HOUR_MS} - $7"
+            )),
+            yn = plan.x_expr("COALESCE(p.c1, 0)", "COALESCE(p.s1, 0)"),
+            yd = plan.y_expr("COALESCE(p.c2, 0)", "COALESCE(p.s2, 0)"),
+            xn = plan.x_expr("COALESCE(q.c1, 0)", "COALESCE(q.s1, 0)"),
+            xd = plan.y_expr("COALESCE(q.c2, 0)", "COALESCE(q.s2, 0)"),
         );
         let query = sqlx::query(&sql)
             .bind(plan.environment_id)
             .bind(range.from)
             .bind(range.to)
             .bind(&plan.x.0)
+            .bind(plan.y_event())
             .bind(flag)
             .bind(pre_hours);
         let rows = fetch_without_nested_loops(&mut conn, query).await?;
         rows.iter()
             .map(|row| {
-                let s = sums_from(row)?;
-                // SUMS put the covariate in x: swap so `sum` is the metric.
-                let swapped = UnitSums {
-                    n: s.n,
-                    sum: s.sum_den,
-                    sum_sq: s.sum_den_sq,
-                    sum_den: s.sum,
-                    sum_den_sq: s.sum_sq,
-                    sum_cross: s.sum_cross,
+                let n = row.try_get::<i64, _>("n")?.max(0) as u64;
+                let get = |c: &str| row.try_get::<f64, _>(c);
+                let period = |p: &str| -> Result<UnitSums> {
+                    Ok(UnitSums {
+                        n,
+                        sum: get(&format!("s{p}n"))?,
+                        sum_sq: get(&format!("s{p}nn"))?,
+                        sum_den: get(&format!("s{p}d"))?,
+                        sum_den_sq: get(&format!("s{p}dd"))?,
+                        sum_cross: get(&format!("s{p}nd"))?,
+                    })
                 };
-                Ok((row.try_get::<String, _>("b")?, swapped))
+                let sums = CupedSums {
+                    post: period("y")?,
+                    pre: period("x")?,
+                    sum_num_pre_num: get("synxn")?,
+                    sum_num_pre_den: get("synxd")?,
+                    sum_den_pre_num: get("sydxn")?,
+                    sum_den_pre_den: get("sydxd")?,
+                };
+                Ok((row.try_get::<String, _>("b")?, sums))
             })
             .collect()
     }

@@ -9,9 +9,9 @@ use sqlx::{Connection, Row};
 use super::{SqliteStore, not_found};
 use crate::error::{Kind, Result};
 use crate::events::{
-    Appended, BucketDeltas, BucketRow, DAY_HOURS, Dialect, EventBatch, EventTotals, HOUR_MS, HourRange, MetricCols,
-    RollupDelta, RollupProgress, UnitRow, UnitSums, appended, bucket_grain, event_index, parts, sums_from_buckets,
-    sums_row, sums_sql, whole_buckets,
+    Appended, BucketDeltas, BucketRow, CupedSums, DAY_HOURS, Dialect, EventBatch, EventTotals, HOUR_MS, HourRange,
+    MetricCols, RollupDelta, RollupProgress, UnitRow, UnitSums, appended, bucket_grain, event_index, parts,
+    sums_from_buckets, sums_row, sums_sql, whole_buckets,
 };
 use crate::metrics::{Aggregation, MetricRecord};
 
@@ -606,51 +606,88 @@ impl SqliteStore {
         flag: &str,
         range: HourRange,
         pre_hours: i64,
-    ) -> Result<Vec<(String, UnitSums)>> {
+    ) -> Result<Vec<(String, CupedSums)>> {
         let mut conn = self.pool.acquire().await?;
         let plan = Self::plan(&mut conn, ws, env, metric).await?;
-        if plan.y.is_some() {
-            return Err(crate::events::cuped_ratio_refused(metric));
-        }
         // Post: from the hour of first exposure (in the range); pre: the
-        // `pre_hours` hours before it. Columns as in `metric_breakdown`
-        // with x ↔ y swapped so `sums_from` reads y into `sum`.
+        // `pre_hours` hours before it. Per unit and period the numerator
+        // (c1, s1) and a ratio's denominator (c2, s2), as in `metric_breakdown`.
+        let per_unit_sums = |period: &str| {
+            // sql-format: `period` is one of the two fixed conditions below; values are bound.
+            format!(
+                "SELECT m.unit AS unit,
+                        TOTAL(CASE WHEN m.event = ?4 THEN m.events END) AS c1,
+                        TOTAL(CASE WHEN m.event = ?4 THEN m.value_sum END) AS s1,
+                        TOTAL(CASE WHEN m.event = ?5 THEN m.events END) AS c2,
+                        TOTAL(CASE WHEN m.event = ?5 THEN m.value_sum END) AS s2
+                 FROM unit_hours m CROSS JOIN exposures e
+                      ON e.environment_id = m.environment_id AND e.flag = ?6 AND e.unit = m.unit
+                 WHERE m.environment_id = ?1 AND m.event IN (?4, ?5) AND {period}
+                 GROUP BY m.unit"
+            )
+        };
+        let coalesce = |t: &str, expr: String| {
+            ["c1", "s1", "c2", "s2"]
+                .iter()
+                .fold(expr, |e, c| e.replace(c, &format!("COALESCE({t}.{c}, 0)")))
+        };
         // sql-format: fixed fragments chosen by aggregation; event names and ranges are bound.
         let sql = format!(
-            "WITH post AS (
-                 SELECT m.unit AS unit, TOTAL(m.events) AS c, TOTAL(m.value_sum) AS s
-                 FROM unit_hours m CROSS JOIN exposures e
-                      ON e.environment_id = m.environment_id AND e.flag = ?5 AND e.unit = m.unit
-                 WHERE m.environment_id = ?1 AND m.event = ?4 AND m.hour >= ?2 AND m.hour < ?3
-                   AND m.hour >= e.first_ms / {HOUR_MS}
-                 GROUP BY m.unit),
-             pre AS (
-                 SELECT m.unit AS unit, TOTAL(m.events) AS c, TOTAL(m.value_sum) AS s
-                 FROM unit_hours m CROSS JOIN exposures e
-                      ON e.environment_id = m.environment_id AND e.flag = ?5 AND e.unit = m.unit
-                 WHERE m.environment_id = ?1 AND m.event = ?4
-                   AND m.hour < e.first_ms / {HOUR_MS} AND m.hour >= e.first_ms / {HOUR_MS} - ?6
-                 GROUP BY m.unit)
-             SELECT variation AS b, COUNT(*) AS n, TOTAL(y) AS sx, TOTAL(y * y) AS sxx, TOTAL(x) AS sy,
-                    TOTAL(x * x) AS syy, TOTAL(x * y) AS sxy
-             FROM (SELECT e.variation, {y} AS y, {x} AS x
+            "WITH post AS ({post}), pre AS ({pre})
+             SELECT variation AS b, COUNT(*) AS n,
+                    TOTAL(yn) AS syn, TOTAL(yn * yn) AS synn, TOTAL(yd) AS syd, TOTAL(yd * yd) AS sydd,
+                    TOTAL(yn * yd) AS synd, TOTAL(xn) AS sxn, TOTAL(xn * xn) AS sxnn, TOTAL(xd) AS sxd,
+                    TOTAL(xd * xd) AS sxdd, TOTAL(xn * xd) AS sxnd, TOTAL(yn * xn) AS synxn,
+                    TOTAL(yn * xd) AS synxd, TOTAL(yd * xn) AS sydxn, TOTAL(yd * xd) AS sydxd
+             FROM (SELECT e.variation, {yn} AS yn, {yd} AS yd, {xn} AS xn, {xd} AS xd
                    FROM exposures e LEFT JOIN post p ON p.unit = e.unit LEFT JOIN pre q ON q.unit = e.unit
-                   WHERE e.environment_id = ?1 AND e.flag = ?5 AND e.first_ms < ?3 * {HOUR_MS})
+                   WHERE e.environment_id = ?1 AND e.flag = ?6 AND e.first_ms < ?3 * {HOUR_MS})
              GROUP BY variation ORDER BY variation",
-            y = per_unit(plan.x.1, "COALESCE(p.c, 0)", "COALESCE(p.s, 0)"),
-            x = per_unit(plan.x.1, "COALESCE(q.c, 0)", "COALESCE(q.s, 0)"),
+            post = per_unit_sums(&format!(
+                "m.hour >= ?2 AND m.hour < ?3 AND m.hour >= e.first_ms / {HOUR_MS}"
+            )),
+            pre = per_unit_sums(&format!(
+                "m.hour < e.first_ms / {HOUR_MS} AND m.hour >= e.first_ms / {HOUR_MS} - ?7"
+            )),
+            yn = coalesce("p", plan.x_expr()),
+            yd = coalesce("p", plan.y_expr()),
+            xn = coalesce("q", plan.x_expr()),
+            xd = coalesce("q", plan.y_expr()),
         );
         let rows = sqlx::query(&sql)
             .bind(plan.environment_id)
             .bind(range.from)
             .bind(range.to)
             .bind(&plan.x.0)
+            .bind(plan.y_event())
             .bind(flag)
             .bind(pre_hours)
             .fetch_all(&mut *conn)
             .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get::<String, _>("b")?, sums_from(row)?)))
+            .map(|row| {
+                let n = row.try_get::<i64, _>("n")?.max(0) as u64;
+                let get = |c: &str| row.try_get::<f64, _>(c);
+                let period = |p: &str| -> Result<UnitSums> {
+                    Ok(UnitSums {
+                        n,
+                        sum: get(&format!("s{p}n"))?,
+                        sum_sq: get(&format!("s{p}nn"))?,
+                        sum_den: get(&format!("s{p}d"))?,
+                        sum_den_sq: get(&format!("s{p}dd"))?,
+                        sum_cross: get(&format!("s{p}nd"))?,
+                    })
+                };
+                let sums = CupedSums {
+                    post: period("y")?,
+                    pre: period("x")?,
+                    sum_num_pre_num: get("synxn")?,
+                    sum_num_pre_den: get("synxd")?,
+                    sum_den_pre_num: get("sydxn")?,
+                    sum_den_pre_den: get("sydxd")?,
+                };
+                Ok((row.try_get::<String, _>("b")?, sums))
+            })
             .collect()
     }
 }

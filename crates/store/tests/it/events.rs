@@ -1,4 +1,6 @@
-use sextant_store::{Aggregation, Appended, Direction, EventBatchBuilder, HOUR_MS, HourRange, MetricDef, UnitSums};
+use sextant_store::{
+    Aggregation, Appended, CupedSums, Direction, EventBatchBuilder, HOUR_MS, HourRange, MetricDef, UnitSums,
+};
 
 use crate::support::{Backend, TestStore, meta, tamper};
 
@@ -241,33 +243,32 @@ async fn cuped_breakdown_pairs_each_units_pre_exposure_value_with_its_value_afte
         .await
         .unwrap();
     // off: (y, x) = (7, 0), (2, 6); on: (6, 3), (0, 2).
+    let per_unit = |post: (f64, f64), pre: (f64, f64), cross: f64| CupedSums {
+        post: UnitSums {
+            n: 2,
+            sum: post.0,
+            sum_sq: post.1,
+            ..UnitSums::default()
+        },
+        pre: UnitSums {
+            n: 2,
+            sum: pre.0,
+            sum_sq: pre.1,
+            ..UnitSums::default()
+        },
+        sum_num_pre_num: cross,
+        ..CupedSums::default()
+    };
     assert_eq!(
         rows,
         vec![
-            (
-                "off".into(),
-                UnitSums {
-                    n: 2,
-                    sum: 9.0,
-                    sum_sq: 53.0,
-                    sum_den: 6.0,
-                    sum_den_sq: 36.0,
-                    sum_cross: 12.0
-                }
-            ),
-            (
-                "on".into(),
-                UnitSums {
-                    n: 2,
-                    sum: 6.0,
-                    sum_sq: 36.0,
-                    sum_den: 5.0,
-                    sum_den_sq: 13.0,
-                    sum_cross: 18.0
-                }
-            ),
+            ("off".into(), per_unit((9.0, 53.0), (6.0, 36.0), 12.0)),
+            ("on".into(), per_unit((6.0, 36.0), (5.0, 13.0), 18.0)),
         ]
     );
+    // A ratio (revenue per visit) carries both periods' numerator and
+    // denominator. Visits: u1 one before, two after; u3 one after; u4 one
+    // before, one after; u2 none.
     s.create_metric(
         "default",
         metric("visits", Aggregation::Count, "visit", Some("revenue")),
@@ -280,12 +281,67 @@ async fn cuped_breakdown_pairs_each_units_pre_exposure_value_with_its_value_afte
     per_visit.numerator = Some("revenue".into());
     per_visit.denominator = Some("visits".into());
     s.create_metric("default", per_visit, &meta()).await.unwrap();
-    let refused = s
+    let mut b = EventBatchBuilder::default();
+    for (unit, hour) in [
+        ("u1", H + 1),
+        ("u1", H + 2),
+        ("u1", H + 3),
+        ("u3", H + 4),
+        ("u4", H + 1),
+        ("u4", H + 2),
+    ] {
+        b.track("visit", unit, None, at(hour), None);
+    }
+    s.append_event_batches(&[b.finish(env, None)]).await.unwrap();
+    rollup_all(&t).await;
+    let rows = s
         .metric_breakdown_cuped("default", "production", "per_visit", "checkout", range, 24)
-        .await;
-    assert!(
-        matches!(refused, Err(sextant_store::StoreError::Invalid(_))),
-        "{refused:?}"
+        .await
+        .unwrap();
+    // (num, den) after → before: off u3 (7, 1) → (0, 0), u4 (2, 1) → (6, 1);
+    // on u1 (6, 2) → (3, 1), u2 (0, 0) → (2, 0).
+    let ratio = |post: [f64; 5], pre: [f64; 5], cross: [f64; 4]| CupedSums {
+        post: UnitSums {
+            n: 2,
+            sum: post[0],
+            sum_sq: post[1],
+            sum_den: post[2],
+            sum_den_sq: post[3],
+            sum_cross: post[4],
+        },
+        pre: UnitSums {
+            n: 2,
+            sum: pre[0],
+            sum_sq: pre[1],
+            sum_den: pre[2],
+            sum_den_sq: pre[3],
+            sum_cross: pre[4],
+        },
+        sum_num_pre_num: cross[0],
+        sum_num_pre_den: cross[1],
+        sum_den_pre_num: cross[2],
+        sum_den_pre_den: cross[3],
+    };
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "off".into(),
+                ratio(
+                    [9.0, 53.0, 2.0, 2.0, 9.0],
+                    [6.0, 36.0, 1.0, 1.0, 6.0],
+                    [12.0, 2.0, 6.0, 1.0]
+                )
+            ),
+            (
+                "on".into(),
+                ratio(
+                    [6.0, 36.0, 2.0, 4.0, 12.0],
+                    [5.0, 13.0, 1.0, 1.0, 3.0],
+                    [18.0, 6.0, 6.0, 2.0]
+                )
+            ),
+        ]
     );
 }
 
