@@ -1,13 +1,14 @@
-//! Event batches as `POST /events/v1/batch` receives them: the envelope
-//! and every event go through the same functions the server calls
-//! (`sextant_core::event`), which never panic; and whatever they accept
-//! holds the promises stored events rely on (bounded names without
-//! control characters, timestamps in the window, finite values,
-//! properties a JSON object that any JSON store can hold).
+//! Event batches as `POST /events/v1/batch` receives them: the body goes
+//! through the server's own single-pass parser and validation
+//! (`sextant_core::event::Batch`, which the server's handler calls), which
+//! never panic; and whatever they accept holds the promises stored events
+//! rely on (bounded names without control characters, timestamps in the
+//! window, finite values, properties a JSON object that any JSON store can
+//! hold), and every event is either accepted or refused naming a field.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sextant_core::event::{BatchEnvelope, Event, MAX_FUTURE_MS, MAX_NAME, MAX_PROPERTIES, parse_event};
+use sextant_core::event::{Batch, Event, MAX_BATCH_ID, MAX_FUTURE_MS, MAX_NAME, MAX_PROPERTIES};
 
 const NOW: i64 = 1_800_000_000_000;
 const OLDEST: i64 = NOW - 90 * 86_400_000;
@@ -32,15 +33,22 @@ fn check_time(ts: i64) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(envelope) = BatchEnvelope::parse(data) else {
+    let Ok(batch) = Batch::parse(data) else {
         return;
     };
-    let problems = envelope.check(1_000);
-    if envelope.events.len() > 1_000 {
+    let problems = batch.check(1_000);
+    if batch.len() > 1_000 {
         assert!(problems.iter().any(|p| p.0 == "/events"));
     }
-    for raw in &envelope.events {
-        match parse_event(raw, NOW, OLDEST) {
+    if let Some(id) = batch.batch_id.as_deref()
+        && (id.is_empty() || id.len() > MAX_BATCH_ID)
+    {
+        assert!(problems.iter().any(|p| p.0 == "/batch_id"));
+    }
+    let mut seen = 0;
+    for event in batch.events(NOW, OLDEST) {
+        seen += 1;
+        match event {
             Err(e) => assert!(!e.message.is_empty()),
             Ok(Event::Track {
                 event,
@@ -78,4 +86,5 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    assert_eq!(seen, batch.len(), "every event is accepted or refused");
 });

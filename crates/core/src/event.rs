@@ -1,15 +1,21 @@
 //! Track and exposure events as SDKs send them (`POST /events/v1/batch`):
-//! the batch envelope and the validation of each event.
+//! the one parser of a batch body and the validation of each event.
+//!
+//! The body is parsed once, envelope and events together, into borrowed
+//! typed fields (strings are copied only when they hold escapes). A
+//! wrongly typed field does not fail the parse: it is kept and reported
+//! when its event is validated, so one bad event never refuses the
+//! others. Validation is per event and names the wrong field.
 //!
 //! Pure like the rest of the crate: the caller passes the current time and
-//! the retention horizon, and gets borrowed, validated events back. Each
-//! event is validated on its own, so a batch with a bad event can still
-//! store the good ones; an error names the field and says what is wrong.
-//! Fuzzed by `fuzz/fuzz_targets/event_batch.rs`.
+//! the retention horizon. The server calls exactly this code
+//! (`crates/server/src/api/events.rs`), and `fuzz/fuzz_targets/event_batch.rs`
+//! fuzzes it.
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// How far in the future an event timestamp may be (clock skew), in ms.
@@ -24,25 +30,42 @@ pub const MAX_PROPERTIES: usize = 8 * 1024;
 /// Longest `batch_id`, in bytes.
 pub const MAX_BATCH_ID: usize = 128;
 
-/// A batch as sent: an optional idempotency id and the events, still raw
-/// (each is validated by [`parse_event`], so one bad event does not
-/// refuse the others).
-#[derive(Debug, Deserialize)]
-pub struct BatchEnvelope<'a> {
+/// A batch body, parsed in one pass: the idempotency id and every event's
+/// fields, not yet validated ([`Batch::events`] validates each).
+#[derive(Deserialize)]
+pub struct Batch<'a> {
     /// The client's idempotency id (a UUID is typical).
     #[serde(default, borrow)]
     pub batch_id: Option<Cow<'a, str>>,
-    /// The events, unparsed.
     #[serde(borrow)]
-    pub events: Vec<&'a RawValue>,
+    events: Vec<Item<'a>>,
 }
 
-impl<'a> BatchEnvelope<'a> {
-    /// Parses the envelope (not the events). Errors are serde_json's; the
-    /// caller tells syntax errors from shape errors with
-    /// [`serde_json::Error::is_syntax`].
+impl std::fmt::Debug for Batch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("batch_id", &self.batch_id)
+            .field("events", &self.events.len())
+            .finish()
+    }
+}
+
+impl<'a> Batch<'a> {
+    /// Parses a body. Errors are serde_json's: the caller tells syntax
+    /// errors ([`serde_json::Error::is_syntax`], `is_eof`) from a body of
+    /// the wrong shape (no `events` array, a `batch_id` that is not a string).
     pub fn parse(body: &'a [u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(body)
+    }
+
+    /// Number of events sent (valid or not).
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether `events` is empty.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
     }
 
     /// Checks the envelope itself: at most `max_events` events and a
@@ -65,17 +88,53 @@ impl<'a> BatchEnvelope<'a> {
         }
         problems
     }
+
+    /// Validates each event in order: `now_ms` is the current time and
+    /// `oldest_ms` the oldest timestamp still within the event retention.
+    pub fn events<'b>(&'b self, now_ms: i64, oldest_ms: i64) -> Events<'b, 'a> {
+        Events {
+            items: self.events.iter(),
+            now_ms,
+            oldest_ms,
+            last_time: None,
+        }
+    }
 }
 
-/// A validated event.
+/// The validated events of a [`Batch`], in order (see [`Batch::events`]).
+pub struct Events<'b, 'a> {
+    items: std::slice::Iter<'b, Item<'a>>,
+    now_ms: i64,
+    oldest_ms: i64,
+    /// The last timestamp parsed: the events of a batch usually share a
+    /// handful of timestamps, so most are one comparison.
+    last_time: Option<(&'b str, i64)>,
+}
+
+impl<'b> Iterator for Events<'b, '_> {
+    type Item = Result<Event<'b>, EventError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.items.next()?;
+        Some(self.validate(item))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.items.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Events<'_, '_> {}
+
+/// A validated event; strings borrow from the [`Batch`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event<'a> {
     /// A metric event: `unit` did `event`, with an optional value.
     Track {
         /// Event name: 1–[`MAX_NAME`] bytes, no control characters.
-        event: Cow<'a, str>,
+        event: &'a str,
         /// The targeting key of the unit.
-        unit: Cow<'a, str>,
+        unit: &'a str,
         /// A finite value, if sent.
         value: Option<f64>,
         /// Unix time in milliseconds.
@@ -88,11 +147,11 @@ pub enum Event<'a> {
     /// `unit` was served `variation` of `flag`.
     Exposure {
         /// Flag key.
-        flag: Cow<'a, str>,
+        flag: &'a str,
         /// Variation key.
-        variation: Cow<'a, str>,
+        variation: &'a str,
         /// The targeting key of the unit.
-        unit: Cow<'a, str>,
+        unit: &'a str,
         /// Unix time in milliseconds.
         timestamp_ms: i64,
     },
@@ -115,61 +174,89 @@ fn err(field: &'static str, message: impl Into<String>) -> EventError {
     }
 }
 
+/// One element of `events`: an object (maybe with wrong fields) or
+/// something else, which is reported as such.
+enum Item<'a> {
+    Event(WireEvent<'a>),
+    NotObject(&'static str),
+}
+
 /// One event on the wire: a track or an exposure, told apart by `kind`.
-#[derive(Deserialize)]
+#[derive(Default)]
 struct WireEvent<'a> {
-    #[serde(borrow)]
-    kind: Cow<'a, str>,
-    #[serde(default, borrow)]
-    event: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    flag: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    variation: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    targeting_key: Option<Cow<'a, str>>,
-    #[serde(default)]
-    value: Option<f64>,
-    #[serde(default, borrow)]
-    timestamp: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    kind: Scalar<'a>,
+    event: Scalar<'a>,
+    flag: Scalar<'a>,
+    variation: Scalar<'a>,
+    targeting_key: Scalar<'a>,
+    value: Scalar<'a>,
+    timestamp: Scalar<'a>,
     properties: Option<&'a RawValue>,
 }
 
-fn name<'a>(field: &'static str, v: Option<Cow<'a, str>>) -> Result<Cow<'a, str>, EventError> {
-    match v {
-        None => Err(err(field, "is required")),
-        Some(s) if s.is_empty() || s.len() > MAX_NAME || s.chars().any(char::is_control) => Err(err(
-            field,
-            format!("must be 1-{MAX_NAME} bytes without control characters"),
-        )),
-        Some(s) => Ok(s),
-    }
+/// A field's JSON value as far as validation cares.
+#[derive(Default)]
+enum Scalar<'a> {
+    /// The field is absent.
+    #[default]
+    Missing,
+    /// `null`.
+    Null,
+    Str(Cow<'a, str>),
+    Num(f64),
+    /// Any other JSON type (named for the message).
+    Other(&'static str),
 }
 
-/// Validates one event. `now_ms` is the current time and `oldest_ms` the
-/// oldest timestamp still within the event retention.
-pub fn parse_event<'a>(raw: &'a RawValue, now_ms: i64, oldest_ms: i64) -> Result<Event<'a>, EventError> {
-    let e: WireEvent<'a> = serde_json::from_str(raw.get()).map_err(|e| err("", e.to_string()))?;
-    let unit = name("targeting_key", e.targeting_key)?;
-    let ts = e.timestamp.as_deref().ok_or_else(|| err("timestamp", "is required"))?;
-    let timestamp_ms = chrono::DateTime::parse_from_rfc3339(ts)
-        .map_err(|_| {
-            err(
-                "timestamp",
-                format!("`{ts}` is not an RFC 3339 time such as 2026-01-31T12:00:00Z"),
-            )
-        })?
-        .timestamp_millis();
-    if timestamp_ms > now_ms.saturating_add(MAX_FUTURE_MS) {
-        return Err(err("timestamp", "is more than an hour in the future"));
-    }
-    if timestamp_ms < oldest_ms {
-        return Err(err("timestamp", "is older than the event retention"));
-    }
-    match e.kind.as_ref() {
-        "track" => {
-            let event = name("event", e.event)?;
+impl<'b> Events<'b, '_> {
+    fn validate(&mut self, item: &'b Item<'_>) -> Result<Event<'b>, EventError> {
+        let e = match item {
+            Item::Event(e) => e,
+            Item::NotObject(what) => return Err(err("", format!("is {what}; an event is an object"))),
+        };
+        let kind = match &e.kind {
+            Scalar::Str(k) => k.as_ref(),
+            Scalar::Missing | Scalar::Null => return Err(err("kind", "is required (track or exposure)")),
+            Scalar::Num(_) => return Err(err("kind", "must be a string (track or exposure), not a number")),
+            Scalar::Other(what) => {
+                return Err(err("kind", format!("must be a string (track or exposure), not {what}")));
+            }
+        };
+        let track = match kind {
+            "track" => true,
+            "exposure" => false,
+            _ => return Err(err("kind", format!("`{kind}` is not an event kind (track, exposure)"))),
+        };
+        let unit = name("targeting_key", &e.targeting_key)?;
+        let timestamp_ms = match &e.timestamp {
+            Scalar::Missing | Scalar::Null => return Err(err("timestamp", "is required")),
+            Scalar::Str(s) => self.time(s).ok_or_else(|| {
+                err(
+                    "timestamp",
+                    format!("`{s}` is not an RFC 3339 time such as 2026-01-31T12:00:00Z"),
+                )
+            })?,
+            _ => {
+                return Err(err(
+                    "timestamp",
+                    "must be an RFC 3339 time string such as 2026-01-31T12:00:00Z",
+                ));
+            }
+        };
+        if timestamp_ms > self.now_ms.saturating_add(MAX_FUTURE_MS) {
+            return Err(err("timestamp", "is more than an hour in the future"));
+        }
+        if timestamp_ms < self.oldest_ms {
+            return Err(err("timestamp", "is older than the event retention"));
+        }
+        if track {
+            let event = name("event", &e.event)?;
+            let value = match &e.value {
+                Scalar::Missing | Scalar::Null => None,
+                Scalar::Num(v) => Some(*v),
+                Scalar::Str(_) => return Err(err("value", "must be a number, not a string")),
+                Scalar::Other(what) => return Err(err("value", format!("must be a number, not {what}"))),
+            };
             let properties = match e.properties {
                 None => None,
                 Some(p) if p.get() == "null" => None,
@@ -178,28 +265,65 @@ pub fn parse_event<'a>(raw: &'a RawValue, now_ms: i64, oldest_ms: i64) -> Result
             Ok(Event::Track {
                 event,
                 unit,
-                value: e.value,
+                value,
                 timestamp_ms,
                 properties,
             })
+        } else {
+            Ok(Event::Exposure {
+                flag: name("flag", &e.flag)?,
+                variation: name("variation", &e.variation)?,
+                unit,
+                timestamp_ms,
+            })
         }
-        "exposure" => Ok(Event::Exposure {
-            flag: name("flag", e.flag)?,
-            variation: name("variation", e.variation)?,
-            unit,
-            timestamp_ms,
-        }),
-        other => Err(err("kind", format!("`{other}` is not an event kind (track, exposure)"))),
+    }
+
+    /// Parses an RFC 3339 time to Unix milliseconds, reusing the last result.
+    fn time(&mut self, s: &'b str) -> Option<i64> {
+        if let Some((text, ms)) = self.last_time
+            && text == s
+        {
+            return Some(ms);
+        }
+        let ms = chrono::DateTime::parse_from_rfc3339(s).ok()?.timestamp_millis();
+        self.last_time = Some((s, ms));
+        Some(ms)
     }
 }
 
+/// A required name: a string of 1–[`MAX_NAME`] bytes without control characters.
+fn name<'b>(field: &'static str, v: &'b Scalar<'_>) -> Result<&'b str, EventError> {
+    match v {
+        Scalar::Missing | Scalar::Null => Err(err(field, "is required")),
+        Scalar::Num(_) => Err(err(field, "must be a string, not a number")),
+        Scalar::Other(what) => Err(err(field, format!("must be a string, not {what}"))),
+        Scalar::Str(s) if s.is_empty() || s.len() > MAX_NAME || has_control(s) => Err(err(
+            field,
+            format!("must be 1-{MAX_NAME} bytes without control characters"),
+        )),
+        Scalar::Str(s) => Ok(s.as_ref()),
+    }
+}
+
+/// Whether `s` holds a control character (Unicode category Cc: U+0000–U+001F,
+/// U+007F–U+009F). Bytewise: the C1 controls are the only characters
+/// encoded as 0xC2 0x80–0x9F in UTF-8.
+fn has_control(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter()
+        .enumerate()
+        .any(|(i, &c)| c < 0x20 || c == 0x7f || (c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n))))
+}
+
 /// Checks a `properties` value (raw JSON text, already syntactically
-/// valid) and returns it. The server's own single-pass parser calls this too.
+/// valid) and returns it.
 ///
 /// Beyond "an object of bounded size", it refuses what a JSON store would
 /// refuse later, when it is too late to tell the client: PostgreSQL's
 /// `jsonb` has no `\u0000` and no lone surrogate, and a number beyond a
-/// double's range is not a number any consumer can read.
+/// double's range is not a number any consumer can read. The check walks
+/// the value without building it.
 pub fn check_properties(p: &str) -> Result<&str, EventError> {
     if !p.starts_with('{') {
         return Err(err("properties", "must be an object"));
@@ -210,25 +334,186 @@ pub fn check_properties(p: &str) -> Result<&str, EventError> {
             format!("must be at most {MAX_PROPERTIES} bytes of JSON"),
         ));
     }
-    // Only escapes can produce U+0000 or a lone surrogate; most objects have none.
-    let escaped = p.contains("\\u");
-    let value: serde_json::Value = serde_json::from_str(p).map_err(|e| err("properties", e.to_string()))?;
-    if escaped && !storable(&value) {
-        return Err(err(
+    let mut de = serde_json::Deserializer::from_str(p);
+    match serde::Deserializer::deserialize_any(&mut de, Storable) {
+        Ok(true) => Ok(p),
+        Ok(false) => Err(err(
             "properties",
             "must not contain the character U+0000 (\\u0000) in a key or string",
-        ));
+        )),
+        Err(e) => Err(err("properties", e.to_string())),
     }
-    Ok(p)
 }
 
-/// Whether no key or string of `v` contains U+0000.
-fn storable(v: &serde_json::Value) -> bool {
-    match v {
-        serde_json::Value::String(s) => !s.contains('\0'),
-        serde_json::Value::Array(a) => a.iter().all(storable),
-        serde_json::Value::Object(o) => o.iter().all(|(k, v)| !k.contains('\0') && storable(v)),
-        _ => true,
+/// Walks a JSON value; `true` when no key or string holds U+0000. Numbers
+/// are parsed (so one beyond a double's range is an error) and strings
+/// unescaped (so a lone surrogate is an error), nothing is kept.
+struct Storable;
+
+impl<'de> Visitor<'de> for Storable {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
+        Ok(!v.contains('\0'))
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        let mut ok = true;
+        while let Some(v) = seq.next_element_seed(StorableSeed)? {
+            ok &= v;
+        }
+        Ok(ok)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut ok = true;
+        while let Some(k) = map.next_key_seed(StorableSeed)? {
+            ok &= k & map.next_value_seed(StorableSeed)?;
+        }
+        Ok(ok)
+    }
+}
+
+struct StorableSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for StorableSeed {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(Storable)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor(std::marker::PhantomData))
+    }
+}
+
+struct ScalarVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for ScalarVisitor<'a> {
+    type Value = Scalar<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::Num(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Scalar::Num(v as f64))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Scalar::Num(v as f64))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Other("a boolean"))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other("an array"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other("an object"))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Item<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ItemVisitor(std::marker::PhantomData))
+    }
+}
+
+struct ItemVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for ItemVisitor<'a> {
+    type Value = Item<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an event object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut e = WireEvent::default();
+        // Keys are matched borrowed; an escaped key (rare) is owned.
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let slot = match key.as_ref() {
+                "kind" => &mut e.kind,
+                "event" => &mut e.event,
+                "flag" => &mut e.flag,
+                "variation" => &mut e.variation,
+                "targeting_key" => &mut e.targeting_key,
+                "value" => &mut e.value,
+                "timestamp" => &mut e.timestamp,
+                "properties" => {
+                    e.properties = Some(map.next_value::<&'de RawValue>()?);
+                    continue;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            *slot = map.next_value()?;
+        }
+        Ok(Item::Event(e))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Item::NotObject("an array"))
+    }
+    fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Self::Value, E> {
+        Ok(Item::NotObject("a string"))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Item::NotObject("a string"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Item::NotObject("a number"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Item::NotObject("a number"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Item::NotObject("a number"))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Item::NotObject("a boolean"))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Item::NotObject("null"))
     }
 }
 
@@ -238,9 +523,11 @@ mod tests {
 
     const NOW: i64 = 1_800_000_000_000;
 
-    fn parse(json: &str) -> Result<Event<'_>, EventError> {
-        let raw: &RawValue = serde_json::from_str(json).unwrap();
-        parse_event(raw, NOW, NOW - 86_400_000)
+    /// Validates the only event of `{"events": [json]}`.
+    fn check(json: &str) -> Result<Event<'static>, EventError> {
+        let body: &'static str = Box::leak(format!(r#"{{"events":[{json}]}}"#).into_boxed_str());
+        let batch: &'static Batch<'static> = Box::leak(Box::new(Batch::parse(body.as_bytes()).unwrap()));
+        batch.events(NOW, NOW - 86_400_000).next().unwrap()
     }
 
     fn track(props: &str) -> String {
@@ -251,17 +538,17 @@ mod tests {
 
     #[test]
     fn a_track_event_with_an_object_of_properties_is_accepted() {
-        let json = track(r#"{"plan":"pro","n":[1,2]}"#);
-        let Ok(Event::Track { properties, .. }) = parse(&json) else {
+        let json = track(r#"{"plan":"pro","n":[1,2],"x":{"y":null,"z":true}}"#);
+        let Ok(Event::Track { properties, .. }) = check(&json) else {
             panic!("refused: {json}");
         };
-        assert_eq!(properties, Some(r#"{"plan":"pro","n":[1,2]}"#));
+        assert_eq!(properties, Some(r#"{"plan":"pro","n":[1,2],"x":{"y":null,"z":true}}"#));
     }
 
     #[test]
     fn properties_with_a_nul_character_are_refused_naming_the_field() {
         for props in [r#"{"a":"x\u0000y"}"#, r#"{"a\u0000":1}"#, r#"{"a":[{"b":"\u0000"}]}"#] {
-            let e = parse(&track(props)).unwrap_err();
+            let e = check(&track(props)).unwrap_err();
             assert_eq!(e.field, "properties", "{props}");
             assert!(e.message.contains("U+0000"), "{e}");
         }
@@ -269,31 +556,76 @@ mod tests {
 
     #[test]
     fn properties_with_a_lone_surrogate_or_an_infinite_number_are_refused() {
-        for props in [r#"{"a":"\ud800"}"#, r#"{"a":1e400}"#] {
-            let e = parse(&track(props)).unwrap_err();
+        for props in [r#"{"a":"\ud800"}"#, r#"{"a":1e400}"#, r#"{"a":[-1e999999]}"#] {
+            let e = check(&track(props)).unwrap_err();
             assert_eq!(e.field, "properties", "{props}");
         }
     }
 
     #[test]
     fn properties_that_are_not_an_object_are_refused() {
-        assert_eq!(parse(&track("[1]")).unwrap_err().field, "properties");
+        assert_eq!(check(&track("[1]")).unwrap_err().field, "properties");
     }
 
     #[test]
     fn a_timestamp_far_beyond_any_clock_is_refused_not_overflowed() {
-        let e = parse(r#"{"kind":"exposure","flag":"f","variation":"on","targeting_key":"u","timestamp":"+262142-12-31T23:59:59Z"}"#)
+        let e = check(r#"{"kind":"exposure","flag":"f","variation":"on","targeting_key":"u","timestamp":"+262142-12-31T23:59:59Z"}"#)
             .unwrap_err();
         assert_eq!(e.field, "timestamp");
     }
 
     #[test]
+    fn wrongly_typed_fields_are_reported_by_field_and_do_not_fail_the_parse() {
+        let cases = [
+            (r#"42"#, ""),
+            (r#"{"kind":1}"#, "kind"),
+            (r#"{"kind":"click"}"#, "kind"),
+            (r#"{"kind":"track","targeting_key":7}"#, "targeting_key"),
+            (
+                r#"{"kind":"track","targeting_key":"u","timestamp":"yesterday"}"#,
+                "timestamp",
+            ),
+            (
+                r#"{"kind":"track","targeting_key":"u","timestamp":"2027-01-15T08:00:00Z","event":"e","value":"12"}"#,
+                "value",
+            ),
+            (
+                r#"{"kind":"exposure","targeting_key":"u","timestamp":"2027-01-15T08:00:00Z","flag":"f","variation":[]}"#,
+                "variation",
+            ),
+        ];
+        for (json, field) in cases {
+            assert_eq!(check(json).unwrap_err().field, field, "{json}");
+        }
+    }
+
+    #[test]
+    fn names_with_control_characters_are_refused_and_other_unicode_is_not() {
+        let event = |name: &str| {
+            format!(r#"{{"kind":"track","event":"{name}","targeting_key":"u","timestamp":"2027-01-15T08:00:00Z"}}"#)
+        };
+        for bad in [r"a\u0007", r"a\u007f", r"a\u0085", r"\u009f", ""] {
+            assert_eq!(check(&event(bad)).unwrap_err().field, "event", "{bad}");
+        }
+        for good in ["caf\u{e9}", "\u{a0}x", "\u{1F600}", r#"quote\"d"#] {
+            assert!(check(&event(good)).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
     fn an_envelope_with_too_many_events_and_an_empty_batch_id_reports_both() {
-        let env = BatchEnvelope::parse(br#"{"batch_id":"","events":[1,2,3]}"#).unwrap();
-        let problems = env.check(2);
+        let batch = Batch::parse(br#"{"batch_id":"","events":[1,2,3]}"#).unwrap();
+        let problems = batch.check(2);
         assert_eq!(
             problems.iter().map(|p| p.0).collect::<Vec<_>>(),
             ["/events", "/batch_id"]
         );
+    }
+
+    #[test]
+    fn a_body_without_an_events_array_is_a_shape_error_not_a_syntax_error() {
+        let e = Batch::parse(br#"{"batch_id":"b"}"#).unwrap_err();
+        assert!(!e.is_syntax() && !e.is_eof(), "{e}");
+        assert!(Batch::parse(br#"{"events":[}"#).unwrap_err().is_syntax());
     }
 }

@@ -236,15 +236,15 @@ async fn write_loop(
 }
 
 async fn commit(store: &Store, jobs: &mut Vec<Job>, counters: &IngestCounters) {
-    let batches: Vec<EventBatch> = jobs.iter().map(|j| j.batch.clone()).collect();
+    // The batches move out of their jobs (no copy of the encoded events);
+    // each job keeps its reply and its queue permits until it is answered.
+    let batches: Vec<EventBatch> = jobs.iter_mut().map(|j| std::mem::take(&mut j.batch)).collect();
     match store.append_event_batches(&batches).await {
         Ok(outcomes) => {
             counters.commits.fetch_add(1, Ordering::Relaxed);
-            for (job, outcome) in jobs.drain(..).zip(outcomes) {
+            for ((job, outcome), batch) in jobs.drain(..).zip(outcomes).zip(&batches) {
                 match outcome {
-                    Appended::Stored => counters
-                        .accepted
-                        .fetch_add(u64::from(job.batch.count), Ordering::Relaxed),
+                    Appended::Stored => counters.accepted.fetch_add(u64::from(batch.count), Ordering::Relaxed),
                     Appended::Duplicate => counters.duplicate_batches.fetch_add(1, Ordering::Relaxed),
                 };
                 let _ = job.reply.send(Ok(outcome));

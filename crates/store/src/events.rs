@@ -2,10 +2,10 @@
 //! hourly and daily sums and per-bucket totals, retention, and per-unit
 //! sufficient statistics of metrics computed in SQL.
 //!
-//! Raw events are stored one row per accepted batch in a compact JSON
-//! encoding ([`EventBatchBuilder`] is the only writer of that encoding);
-//! the rollup aggregates new batches in Rust ([`RollupDelta`]), outside
-//! the write lock, and upserts `unit_hours` and `unit_days` (per
+//! Raw events are stored one row per accepted batch in a compact binary
+//! encoding (`event_encoding.rs`; [`EventBatchBuilder`] is its only
+//! writer); the rollup decodes new batches and aggregates them in Rust
+//! ([`RollupDelta`]), outside the write lock, and upserts `unit_hours` and `unit_days` (per
 //! environment, event, hour or day and unit id: count and Σvalue),
 //! `event_buckets` (per event and hour or day: units, Σcount, Σcount²,
 //! Σvalue, Σvalue², kept exact from the per-unit rows' old and new sums)
@@ -24,126 +24,15 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::error::{Result, StoreError};
+pub use crate::event_encoding::EventBatchBuilder;
+use crate::event_encoding::StoredEvent;
 use crate::{Backend, Store};
 
 /// Milliseconds in an hour: the rollup's time bucket.
 pub const HOUR_MS: i64 = 3_600_000;
 
-/// Encodes the events of one batch in the stored form. Events are pushed
-/// already validated (the server checks names, units and timestamps).
-#[derive(Debug, Default)]
-pub struct EventBatchBuilder {
-    json: String,
-    count: u32,
-}
-
-impl EventBatchBuilder {
-    /// An empty batch with room for about `events` events.
-    pub fn with_capacity(events: usize) -> Self {
-        let mut json = String::with_capacity(events * 96 + 2);
-        json.push('[');
-        EventBatchBuilder { json, count: 0 }
-    }
-
-    fn start(&mut self) {
-        if self.json.is_empty() {
-            self.json.push('[');
-        }
-        if self.count > 0 {
-            self.json.push(',');
-        }
-        self.count += 1;
-    }
-
-    fn string(&mut self, s: &str) {
-        // Most names and units need no escaping: copy them as they are.
-        if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
-            self.json.push('"');
-            self.json.push_str(s);
-            self.json.push('"');
-            return;
-        }
-        // Writing a JSON string into a String cannot fail.
-        let _ = serde_json::to_writer(string_writer(&mut self.json), s);
-    }
-
-    /// Adds a track event. `properties` is the raw JSON text of an object.
-    pub fn track(&mut self, event: &str, unit: &str, value: Option<f64>, timestamp_ms: i64, properties: Option<&str>) {
-        self.start();
-        self.json.push_str("[0,");
-        self.string(event);
-        self.json.push(',');
-        self.string(unit);
-        self.json.push_str(",null,");
-        match value {
-            Some(v) if v.is_finite() => {
-                // Display of a finite f64 is the shortest round-trip decimal
-                // without an exponent: valid JSON.
-                let _ = write!(self.json, "{v}");
-            }
-            _ => self.json.push_str("null"),
-        }
-        let _ = write!(self.json, ",{timestamp_ms},");
-        self.json.push_str(properties.unwrap_or("null"));
-        self.json.push(']');
-    }
-
-    /// Adds an exposure: `unit` was served `variation` of `flag`.
-    pub fn exposure(&mut self, flag: &str, variation: &str, unit: &str, timestamp_ms: i64) {
-        self.start();
-        self.json.push_str("[1,");
-        self.string(flag);
-        self.json.push(',');
-        self.string(unit);
-        self.json.push(',');
-        self.string(variation);
-        let _ = write!(self.json, ",null,{timestamp_ms},null]");
-    }
-
-    /// Events pushed so far.
-    pub fn len(&self) -> u32 {
-        self.count
-    }
-
-    /// Whether no event was pushed.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// The finished batch for `environment_id`.
-    pub fn finish(mut self, environment_id: i64, batch_id: Option<String>) -> EventBatch {
-        if self.json.is_empty() {
-            self.json.push('[');
-        }
-        self.json.push(']');
-        EventBatch {
-            environment_id,
-            batch_id,
-            count: self.count,
-            events: self.json,
-        }
-    }
-}
-
-/// `serde_json::to_writer` wants `io::Write`; this adapts a `String`
-/// (JSON output is always UTF-8).
-fn string_writer(s: &mut String) -> impl std::io::Write + '_ {
-    struct W<'a>(&'a mut String);
-    impl std::io::Write for W<'_> {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let text = std::str::from_utf8(buf).map_err(std::io::Error::other)?;
-            self.0.push_str(text);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    W(s)
-}
-
 /// A batch of validated events ready to append.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct EventBatch {
     /// The environment the SDK token belongs to.
     pub environment_id: i64,
@@ -152,7 +41,7 @@ pub struct EventBatch {
     /// Number of events.
     pub count: u32,
     /// The stored encoding (see [`EventBatchBuilder`]).
-    pub events: String,
+    pub events: Vec<u8>,
 }
 
 /// What became of an appended batch.
@@ -261,20 +150,6 @@ pub struct HourRange {
     pub to: i64,
 }
 
-/// One stored event as [`EventBatchBuilder`] writes it: kind (0 track,
-/// 1 exposure), name (event or flag), unit, variation, value, timestamp
-/// (ms), properties (not needed by the rollup).
-#[derive(serde::Deserialize)]
-struct StoredEvent<'a>(
-    u8,
-    #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Option<Cow<'a, str>>,
-    Option<f64>,
-    i64,
-    serde::de::IgnoredAny,
-);
-
 /// Key of a `unit_hours` row: (environment, event, hour, unit); event `""`
 /// counts every event of the unit.
 pub(crate) type HourKey<'a> = (i64, Cow<'a, str>, i64, Cow<'a, str>);
@@ -284,7 +159,7 @@ pub(crate) type ExposureKey<'a> = (i64, Cow<'a, str>, Cow<'a, str>);
 
 /// What a run of the rollup adds, aggregated in memory from the batches it
 /// read (each key once), so the database gets one upsert per row instead
-/// of one per event. Strings borrow from the batches' stored text.
+/// of one per event. Strings borrow from the batches' stored bytes.
 #[derive(Debug, Default)]
 pub(crate) struct RollupDelta<'a> {
     /// `unit_hours` rows: (event count, Σvalue) to add.
@@ -297,18 +172,26 @@ pub(crate) struct RollupDelta<'a> {
 
 impl<'a> RollupDelta<'a> {
     /// Adds the events of one stored batch.
-    pub(crate) fn add_batch(&mut self, environment_id: i64, stored: &'a str) -> Result<()> {
-        let events: Vec<StoredEvent<'a>> =
-            serde_json::from_str(stored).map_err(|e| crate::StoreError::Corrupt(format!("stored event batch: {e}")))?;
+    pub(crate) fn add_batch(&mut self, environment_id: i64, stored: &'a [u8]) -> Result<()> {
+        let events = crate::event_encoding::decode(stored)?;
         self.events += events.len() as u64;
-        for StoredEvent(kind, name, unit, variation, value, ts, _) in events {
+        for StoredEvent {
+            exposure,
+            name,
+            unit,
+            variation,
+            value,
+            timestamp_ms: ts,
+            ..
+        } in events
+        {
             let hour = ts.div_euclid(HOUR_MS);
             let all = self
                 .hours
                 .entry((environment_id, Cow::Borrowed(""), hour, unit.clone()))
                 .or_default();
             all.0 += 1;
-            if kind == 0 {
+            if !exposure {
                 let row = self.hours.entry((environment_id, name, hour, unit)).or_default();
                 row.0 += 1;
                 row.1 += value.unwrap_or(0.0);
@@ -1030,25 +913,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_builder_writes_one_json_array_per_event() {
-        let mut b = EventBatchBuilder::with_capacity(2);
-        b.track("buy \"now\"", "u1", Some(2.5), 1000, Some(r#"{"plan":"pro"}"#));
-        b.exposure("f", "on", "u2", 2000);
-        b.track("visit", "u3", None, 3000, None);
-        let batch = b.finish(7, Some("b".into()));
-        assert_eq!(batch.count, 3);
-        let v: serde_json::Value = serde_json::from_str(&batch.events).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!([
-                [0, "buy \"now\"", "u1", null, 2.5, 1000, {"plan": "pro"}],
-                [1, "f", "u2", "on", null, 2000, null],
-                [0, "visit", "u3", null, null, 3000, null]
-            ])
-        );
-    }
-
-    #[test]
     fn the_rollup_delta_sums_per_unit_event_and_hour_and_keeps_the_earliest_exposure() {
         let mut b = EventBatchBuilder::default();
         b.track("buy", "u1", Some(2.0), HOUR_MS + 5, None);
@@ -1230,7 +1094,7 @@ mod tests {
     #[test]
     fn a_stored_batch_that_is_not_the_builders_encoding_is_reported_corrupt() {
         let mut delta = RollupDelta::default();
-        let err = delta.add_batch(1, r#"[{"kind": "track"}]"#).unwrap_err();
+        let err = delta.add_batch(1, br#"[{"kind": "track"}]"#).unwrap_err();
         assert!(matches!(err, crate::StoreError::Corrupt(_)), "{err:?}");
     }
 
@@ -1256,11 +1120,5 @@ mod tests {
                 Appended::Duplicate
             ]
         );
-    }
-
-    #[test]
-    fn an_empty_builder_finishes_as_an_empty_array() {
-        let batch = EventBatchBuilder::default().finish(1, None);
-        assert_eq!((batch.events.as_str(), batch.count), ("[]", 0));
     }
 }

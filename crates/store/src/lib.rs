@@ -44,6 +44,7 @@ pub(crate) fn now() -> String {
 /// The default database location.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:sextant.db";
 
+mod event_encoding;
 mod events;
 mod metrics;
 

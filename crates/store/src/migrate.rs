@@ -20,6 +20,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "rollup_units",
         include_str!("../migrations/sqlite/0005_rollup_units.sql"),
     ),
+    (
+        6,
+        "event_batch_encoding",
+        include_str!("../migrations/sqlite/0006_event_batch_encoding.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations: the same versions as [`SQLITE`], in PostgreSQL's dialect.
@@ -40,6 +45,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         5,
         "rollup_units",
         include_str!("../migrations/postgres/0005_rollup_units.sql"),
+    ),
+    (
+        6,
+        "event_batch_encoding",
+        include_str!("../migrations/postgres/0006_event_batch_encoding.sql"),
     ),
 ];
 

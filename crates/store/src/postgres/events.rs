@@ -192,10 +192,10 @@ impl PgStore {
         let envs: Vec<i64> = batches.iter().map(|b| b.environment_id).collect();
         let ids: Vec<Option<&str>> = batches.iter().map(|b| b.batch_id.as_deref()).collect();
         let counts: Vec<i32> = batches.iter().map(|b| b.count as i32).collect();
-        let events: Vec<&str> = batches.iter().map(|b| b.events.as_str()).collect();
+        let events: Vec<&[u8]> = batches.iter().map(|b| b.events.as_slice()).collect();
         let stored = sqlx::query(
             "INSERT INTO event_batches (environment_id, batch_id, received_ms, count, events)
-             SELECT e, b, $3, c, v FROM UNNEST($1::bigint[], $2::text[], $4::int[], $5::text[]) AS t(e, b, c, v)
+             SELECT e, b, $3, c, v FROM UNNEST($1::bigint[], $2::text[], $4::int[], $5::bytea[]) AS t(e, b, c, v)
              ON CONFLICT DO NOTHING RETURNING environment_id, batch_id",
         )
         .bind(&envs)
@@ -236,7 +236,7 @@ impl PgStore {
                     ..RollupProgress::default()
                 });
             };
-            let batches: Vec<(i64, String)> = rows
+            let batches: Vec<(i64, Vec<u8>)> = rows
                 .iter()
                 .map(|r| Ok((r.try_get("environment_id")?, r.try_get("events")?)))
                 .collect::<Result<_>>()?;

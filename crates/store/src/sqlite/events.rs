@@ -276,7 +276,7 @@ impl SqliteStore {
                     ..RollupProgress::default()
                 });
             };
-            let batches: Vec<(i64, String)> = rows
+            let batches: Vec<(i64, Vec<u8>)> = rows
                 .iter()
                 .map(|r| Ok((r.try_get("environment_id")?, r.try_get("events")?)))
                 .collect::<Result<_>>()?;

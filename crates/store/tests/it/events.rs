@@ -507,8 +507,43 @@ async fn check_spread_values(s: &sextant_store::Store, events: &[(String, &'stat
     }
 }
 
+async fn a_batch_stored_as_json_before_the_binary_encoding_is_still_rolled_up(b: Backend) {
+    let Some(t) = TestStore::on(b).await else { return };
+    let env = production_id(&t).await;
+    t.store
+        .create_metric("default", metric("revenue", Aggregation::Sum, "buy", None), &meta())
+        .await
+        .unwrap();
+    // What schema version 2 to 4 stored: a JSON array of compact arrays.
+    let ms = H * HOUR_MS;
+    let json = format!(r#"[[0,"buy","u1",null,2.5,{ms},{{"a":1}}],[1,"f","u1","on",null,{ms},null]]"#);
+    let events = match b {
+        Backend::Sqlite => format!("'{json}'"),
+        Backend::Postgres => format!("convert_to('{json}', 'UTF8')"),
+    };
+    tamper(
+        &t.url(),
+        &format!(
+            "INSERT INTO event_batches (environment_id, batch_id, received_ms, count, events) VALUES ({env}, 'old', 0, 2, {events})"
+        ),
+    )
+    .await;
+    // And one in today's encoding after it.
+    let mut new = EventBatchBuilder::default();
+    new.track("buy", "u2", Some(4.0), ms, None);
+    t.store.append_event_batches(&[new.finish(env, None)]).await.unwrap();
+    rollup_all(&t).await;
+    let sums = t
+        .store
+        .metric_sums("default", "production", "revenue", HourRange { from: H, to: H + 1 })
+        .await
+        .unwrap();
+    assert_eq!((sums.n, sums.sum), (2, 6.5));
+}
+
 crate::backend_tests!(
     series_windows_and_sums_over_days_and_hours_match_per_unit_values_by_hand,
+    a_batch_stored_as_json_before_the_binary_encoding_is_still_rolled_up,
     cuped_breakdown_pairs_each_units_pre_exposure_value_with_its_value_after,
     a_retried_batch_id_is_stored_once,
     metric_sums_are_per_unit_sufficient_statistics,
