@@ -21,15 +21,12 @@
 //!
 //! There is no revert: deleted events are not kept anywhere.
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use sqlx::Row;
 
-use crate::doc::{NewChange, committed, corrupt, json};
+use crate::doc::{NewChange, committed, json};
 use crate::error::{FieldError, Kind, Result, StoreError};
-use crate::events::{HOUR_MS, HourRange};
+use crate::events::{EventBatchBuilder, HOUR_MS, HourRange};
 use crate::model::{ChangeMeta, Committed};
 use crate::rollouts::parse_time;
 use crate::{Backend, Store};
@@ -119,22 +116,6 @@ impl EventDeletion {
             _ => Err(errors),
         }
     }
-
-    /// The text every stored track event of this name starts with, as a
-    /// `LIKE` pattern: it selects candidate batches (a superset: SQLite's
-    /// `LIKE` ignores ASCII case), which are then filtered exactly.
-    fn like_pattern(&self) -> String {
-        let name = serde_json::to_string(&self.event).unwrap_or_default();
-        let mut pattern = String::from("%");
-        for c in format!("[0,{name},").chars() {
-            if matches!(c, '%' | '_' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
-        pattern.push('%');
-        pattern
-    }
 }
 
 /// What a deletion removed.
@@ -158,18 +139,6 @@ pub struct EventsDeleted {
     pub revert: &'static str,
 }
 
-/// The first fields of a stored event (see `EventBatchBuilder`).
-#[derive(Deserialize)]
-struct Head<'a>(
-    u8,
-    #[serde(borrow)] Cow<'a, str>,
-    serde::de::IgnoredAny,
-    serde::de::IgnoredAny,
-    serde::de::IgnoredAny,
-    i64,
-    serde::de::IgnoredAny,
-);
-
 /// The UTC days (hour / 24, rounded down) that `hours` touches, whole or in part.
 fn days_of(hours: HourRange) -> HourRange {
     HourRange {
@@ -183,29 +152,33 @@ fn days_of(hours: HourRange) -> HourRange {
 }
 
 /// `stored` without the track events named `event` in `hours`, and how
-/// many were removed. Kept events keep their stored text, so the result is
-/// still the builder's encoding.
-fn without(stored: &str, event: &str, hours: HourRange) -> Result<(String, u32, u64)> {
-    let items: Vec<&RawValue> = serde_json::from_str(stored).map_err(|e| corrupt("stored event batch", e))?;
-    let mut out = String::with_capacity(stored.len());
-    out.push('[');
-    let (mut kept, mut removed) = (0u32, 0u64);
-    for raw in items {
-        let Head(kind, name, _, _, _, ts, _) =
-            serde_json::from_str(raw.get()).map_err(|e| corrupt("stored event", e))?;
-        let hour = ts.div_euclid(HOUR_MS);
-        if kind == 0 && name == event && hour >= hours.from && hour < hours.to {
-            removed += 1;
-            continue;
+/// many were removed: (the batch re-encoded by [`EventBatchBuilder`], events
+/// kept, events removed). A batch stored as JSON before schema version 6
+/// comes back in the binary encoding, which the decoder reads too.
+fn without(stored: &[u8], event: &str, hours: HourRange) -> Result<(Vec<u8>, u32, u64)> {
+    let events = crate::event_encoding::decode(stored)?;
+    let deleted = |e: &crate::event_encoding::StoredEvent<'_>| {
+        let hour = e.timestamp_ms.div_euclid(HOUR_MS);
+        !e.exposure && e.name == event && hour >= hours.from && hour < hours.to
+    };
+    let removed = events.iter().filter(|e| deleted(e)).count() as u64;
+    let mut out = EventBatchBuilder::with_capacity(events.len());
+    if removed > 0 {
+        for e in events.iter().filter(|e| !deleted(e)) {
+            if e.exposure {
+                out.exposure(
+                    &e.name,
+                    e.variation.as_deref().unwrap_or_default(),
+                    &e.unit,
+                    e.timestamp_ms,
+                );
+            } else {
+                out.track(&e.name, &e.unit, e.value, e.timestamp_ms, e.properties.as_deref());
+            }
         }
-        if kept > 0 {
-            out.push(',');
-        }
-        out.push_str(raw.get());
-        kept += 1;
     }
-    out.push(']');
-    Ok((out, kept, removed))
+    let kept = out.len();
+    Ok((out.finish(0, None).events, kept, removed))
 }
 
 impl Store {
@@ -409,18 +382,19 @@ macro_rules! event_deletion_sql {
                         .await?;
                 }
 
-                let pattern = d.like_pattern();
+                // Every batch of the environment up to the cursor is read (in
+                // pages) and decoded: the binary encoding has no text to match
+                // in SQL, and a deletion is a rare, approved change.
                 let (mut after, mut raw_events, mut batches_rewritten) = (0i64, 0u64, 0u64);
                 loop {
                     let rows = sqlx::query(
                         "SELECT id, events FROM event_batches
-                         WHERE environment_id = $1 AND id > $2 AND id <= $3 AND events LIKE $4 ESCAPE '\\'
-                         ORDER BY id LIMIT $5",
+                         WHERE environment_id = $1 AND id > $2 AND id <= $3
+                         ORDER BY id LIMIT $4",
                     )
                     .bind(env_id)
                     .bind(after)
                     .bind(cursor)
-                    .bind(&pattern)
                     .bind(PAGE)
                     .fetch_all(&mut *tx)
                     .await?;
@@ -428,7 +402,7 @@ macro_rules! event_deletion_sql {
                     after = last.try_get("id")?;
                     for row in &rows {
                         let id: i64 = row.try_get("id")?;
-                        let stored: String = row.try_get("events")?;
+                        let stored: Vec<u8> = row.try_get("events")?;
                         let (kept, count, removed) = without(&stored, &d.event, hours)?;
                         if removed == 0 {
                             continue;
@@ -485,7 +459,6 @@ event_deletion_sql!(crate::postgres::PgStore, sqlx::PgConnection);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::EventBatchBuilder;
 
     fn deletion(from: Option<&str>, to: Option<&str>) -> EventDeletion {
         EventDeletion {
@@ -534,12 +507,5 @@ mod tests {
         expected.track("signup", "u2", None, HOUR_MS, None);
         expected.exposure("checkout", "on", "u1", HOUR_MS);
         assert_eq!(kept, expected.finish(1, None).events);
-    }
-
-    #[test]
-    fn the_like_pattern_escapes_wildcards_in_the_event_name() {
-        let mut d = deletion(None, None);
-        d.event = "50%_off\\".into();
-        assert_eq!(d.like_pattern(), r#"%[0,"50\%\_off\\\\",%"#);
     }
 }
