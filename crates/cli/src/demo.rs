@@ -138,7 +138,10 @@ pub async fn activity(client: &Client) -> Result<usize> {
 /// searches, buys, starts trials, errs and files tickets with fixed
 /// probabilities. Half the visitors are habitual searchers (85% search
 /// success, 10% for the others), which shows two days before exposure too
-/// (90% / 10%): the pre-period the experiment's CUPED adjusts with. The
+/// (90% / 10%): the pre-period the experiment's CUPED adjusts with. Habits
+/// also show in the guardrails, so CUPED adjusts them too: 30% are buyers
+/// (a purchase with 35% before and 33% after exposure, 3% for the others)
+/// and 10% file tickets (12% before and after, 1% for the others). The
 /// learned ranking adds 5 points of search success.
 async fn traffic(client: &Client, visitors: u32, seed: u64) -> Result<()> {
     let snapshot = published(client, "production").await?;
@@ -153,6 +156,14 @@ async fn traffic(client: &Client, visitors: u32, seed: u64) -> Result<()> {
         if rng.chance(if engaged { 0.90 } else { 0.10 }) {
             history.track("search_success", &user, None);
         }
+        let buyer = rng.chance(0.3);
+        if rng.chance(if buyer { 0.35 } else { 0.03 }) {
+            history.track("purchase", &user, Some(1.0));
+        }
+        let files_tickets = rng.chance(0.1);
+        if rng.chance(if files_tickets { 0.12 } else { 0.01 }) {
+            history.track("support_ticket", &user, None);
+        }
         for flag in ["search-ranking", "new-checkout"] {
             if let Some(v) = assign(&snapshot, flag, &user) {
                 events.exposure(flag, &v, &user);
@@ -163,14 +174,14 @@ async fn traffic(client: &Client, visitors: u32, seed: u64) -> Result<()> {
         if rng.chance(success) {
             events.track("search_success", &user, None);
         }
-        if rng.chance(0.12) {
+        if rng.chance(if buyer { 0.33 } else { 0.03 }) {
             let items = 1.0 + (rng.uniform() * 4.0).floor();
             events.track("purchase", &user, Some(items));
         }
         if rng.chance(0.05) {
             events.track("trial_start", &user, None);
         }
-        if rng.chance(0.02) {
+        if rng.chance(if files_tickets { 0.12 } else { 0.01 }) {
             events.track("support_ticket", &user, None);
         }
         if rng.chance(0.03) {

@@ -59,6 +59,10 @@ fn serve_demo_loads_the_demo_workspace_and_loading_it_again_changes_nothing() {
         cuped["comparisons"][0]["variance_reduction"].as_f64().unwrap() > 0.1,
         "{cuped}"
     );
+    // Buying and ticket habits before exposure adjust the guardrails.
+    for g in results["analysis"]["guardrails"].as_array().unwrap() {
+        assert_eq!(g["cuped"]["applied"], true, "{g}");
+    }
     let table = s.run(&["experiment", "results", "search-ranking-learned"]);
     assert_eq!(table.code, 0, "{}", table.stderr);
     assert!(table.stdout.contains("search-success"), "{}", table.stdout);
