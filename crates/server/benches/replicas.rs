@@ -11,34 +11,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use serde_json::json;
-use sextant_server::{AppState, Config};
-use sextant_store::Store;
 use sqlx::ConnectOptions;
 use tokio::sync::{Barrier, mpsc};
 
-const ADMIN: &str = "sxa_bench_admin_token";
+/// The server, flag, stream reader and summary shared with `propagation`.
+mod sse;
 
-/// Starts `sextant_server::run` on its own runtime and threads, like a
-/// separate process; returns its base URL.
-fn serve(database: String) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().expect("server runtime");
-        rt.block_on(async move {
-            let store = Store::open(&database).await.expect("store");
-            store.bootstrap(Some(ADMIN)).await.expect("bootstrap");
-            let state = AppState::new(Arc::new(store), Config::default()).await.expect("state");
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            tx.send(listener.local_addr().expect("addr")).expect("send addr");
-            sextant_server::run(listener, state, std::future::pending())
-                .await
-                .expect("serve");
-        });
-    });
-    format!("http://{}", rx.recv().expect("server address"))
-}
+use sse::serve;
 
 async fn fresh_postgres(admin: &str, name: &str) -> String {
     let mut conn = admin
@@ -97,33 +76,10 @@ fn main() {
 /// Creates a flag and a token through `writer`, connects `clients` SSE
 /// clients to each of `readers`, then toggles `rounds` times through `writer`.
 async fn measure(label: &str, writer: &str, readers: &[&str], clients: usize, rounds: usize) {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("client");
-    let admin = |r: reqwest::RequestBuilder| r.bearer_auth(ADMIN);
+    let http = sse::http();
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let key = format!("prop{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    let flag = json!({"flag": {"key": key, "kind": "boolean",
-        "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
-        "environments": {"production": {"enabled": true, "off_variation": "off", "default_serve": {"variation": "on"}}}}});
-    let r = admin(http.post(format!("{writer}/api/v1/workspaces/default/flags")))
-        .json(&flag)
-        .send()
-        .await
-        .expect("create");
-    assert!(
-        r.status().is_success(),
-        "create flag: {}",
-        r.text().await.unwrap_or_default()
-    );
-    let r = admin(http.post(format!("{writer}/api/v1/tokens")))
-        .json(&json!({"name": format!("bench-{key}"), "kind": "server", "workspace": "default", "environment": "production"}))
-        .send()
-        .await
-        .expect("token");
-    let token: serde_json::Value = r.json().await.expect("token json");
-    let token = token["token"].as_str().expect("token value").to_owned();
+    let token = sse::flag_and_token(&http, writer, &key, &format!("bench-{key}")).await;
 
     let total = clients * readers.len();
     let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
@@ -151,24 +107,7 @@ async fn measure(label: &str, writer: &str, readers: &[&str], clients: usize, ro
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 };
-                let mut body = response.bytes_stream();
-                let mut buf = Vec::new();
-                let mut seen_snapshot = false;
-                while let Some(Ok(chunk)) = body.next().await {
-                    buf.extend_from_slice(&chunk);
-                    while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
-                        let event: Vec<u8> = buf.drain(..end + 2).collect();
-                        let has = |name: &[u8]| event.windows(name.len()).any(|w| w == name);
-                        if has(b"event: snapshot") {
-                            if !seen_snapshot {
-                                seen_snapshot = true;
-                                ready.wait().await;
-                            }
-                        } else if has(b"event: change") {
-                            let _ = tx.send(Instant::now());
-                        }
-                    }
-                }
+                sse::follow(response, ready, tx).await;
             });
         }
     }
@@ -181,42 +120,16 @@ async fn measure(label: &str, writer: &str, readers: &[&str], clients: usize, ro
         // Measured from the moment the write is sent: clients often get the
         // change before the writer has read its response.
         let sent = Instant::now();
-        let r = admin(http.post(format!(
-            "{writer}/api/v1/workspaces/default/flags/{key}/environments/production/toggle"
-        )))
-        .json(&json!({"enabled": round % 2 == 1, "reason": "propagation benchmark"}))
-        .send()
-        .await
-        .expect("toggle");
-        assert!(r.status().is_success(), "toggle: {}", r.status());
-        let mut worst = Duration::ZERO;
-        for _ in 0..total {
-            let at = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-                .await
-                .expect("a client did not receive the change within 30 s")
-                .expect("channel open");
-            let latency = at.saturating_duration_since(sent);
-            worst = worst.max(latency);
-            latencies.push(latency);
-        }
+        sse::toggle(&http, writer, &key, round % 2 == 1).await;
+        let (each, worst) = sse::deliveries(&mut rx, total, sent).await;
+        latencies.extend(each);
         last_client.push(worst);
     }
     let elapsed = started.elapsed();
-    latencies.sort();
-    last_client.sort();
-    let pct = |v: &[Duration], p: f64| {
-        v[((v.len() as f64 * p).ceil() as usize)
-            .saturating_sub(1)
-            .min(v.len() - 1)]
-    };
+    let [p50, p99, last_p50, last_p99, last_max] = sse::summary(latencies, last_client);
     println!(
         "{label}: {total} clients, {rounds} changes ({:.0} changes/s written and delivered): \
-         per-client p50 {:?} p99 {:?}; last client p50 {:?} p99 {:?} max {:?}",
+         per-client p50 {p50:?} p99 {p99:?}; last client p50 {last_p50:?} p99 {last_p99:?} max {last_max:?}",
         rounds as f64 / elapsed.as_secs_f64(),
-        pct(&latencies, 0.50),
-        pct(&latencies, 0.99),
-        pct(&last_client, 0.50),
-        pct(&last_client, 0.99),
-        last_client[last_client.len() - 1],
     );
 }

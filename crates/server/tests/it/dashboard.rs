@@ -355,36 +355,58 @@ async fn a_targeting_form_with_bad_rules_names_the_field_and_a_good_one_is_store
     assert!(page.contains("version_mismatch"));
 }
 
+/// The dashboard's live stream (`/ui/live`) as a signed-in admin's page
+/// reads it: the text received so far.
+struct Live {
+    stream: futures_util::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
+    text: String,
+}
+
+impl Live {
+    /// Signs in as admin and opens the stream, read past its `hello` event.
+    async fn open(server: &TestServer) -> Self {
+        use futures_util::StreamExt;
+        let mut b = Browser::new(server);
+        b.sign_in(ADMIN).await;
+        let r = b
+            .http
+            .get(server.url("/ui/live"))
+            .header("cookie", b.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let stream = r.bytes_stream().map(|chunk| chunk.map(|c| c.to_vec())).boxed();
+        let mut live = Self {
+            stream,
+            text: String::new(),
+        };
+        live.until("event: hello", "the hello event").await;
+        live
+    }
+
+    /// Reads until `needle` has arrived; `what` names it if it never does.
+    async fn until(&mut self, needle: &str, what: &str) {
+        use futures_util::StreamExt;
+        while !self.text.contains(needle) {
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), self.stream.next())
+                .await
+                .unwrap_or_else(|_| panic!("{what}: {}", self.text))
+                .unwrap()
+                .unwrap();
+            self.text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_live_stream_announces_a_committed_change() {
     let server = TestServer::start().await;
     server.flag("f", "production").await;
-    let mut b = Browser::new(&server);
-    b.sign_in(ADMIN).await;
-    let r = b
-        .http
-        .get(server.url("/ui/live"))
-        .header("cookie", b.cookie_header())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let mut stream = r.bytes_stream();
-    use futures_util::StreamExt;
-    let mut text = String::new();
-    while !text.contains("event: hello") {
-        text.push_str(&String::from_utf8_lossy(&stream.next().await.unwrap().unwrap()));
-    }
+    let mut live = Live::open(&server).await;
     server.toggle("f", "production", false).await;
-    while !text.contains("event: change") {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
-            .await
-            .expect("a change event")
-            .unwrap()
-            .unwrap();
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    assert!(text.contains(r#""key":"f""#), "{text}");
+    live.until("event: change", "a change event").await;
+    assert!(live.text.contains(r#""key":"f""#), "{}", live.text);
 }
 
 #[tokio::test]
@@ -841,21 +863,7 @@ async fn principles_weekly_review_and_dora_pages_show_stored_data() {
 async fn the_live_stream_announces_new_metric_data() {
     let server = TestServer::start().await;
     let sdk = server.server_token("production").await;
-    let mut b = Browser::new(&server);
-    b.sign_in(ADMIN).await;
-    let r = b
-        .http
-        .get(server.url("/ui/live"))
-        .header("cookie", b.cookie_header())
-        .send()
-        .await
-        .unwrap();
-    let mut stream = r.bytes_stream();
-    use futures_util::StreamExt;
-    let mut text = String::new();
-    while !text.contains("event: hello") {
-        text.push_str(&String::from_utf8_lossy(&stream.next().await.unwrap().unwrap()));
-    }
+    let mut live = Live::open(&server).await;
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let r = server
         .call(
@@ -867,14 +875,7 @@ async fn the_live_stream_announces_new_metric_data() {
         )
         .await;
     assert_eq!(r.status, 202, "{:?}", r.body);
-    while !text.contains(r#""kind":"metrics""#) {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
-            .await
-            .expect("a metrics change event")
-            .unwrap()
-            .unwrap();
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    live.until(r#""kind":"metrics""#, "a metrics change event").await;
 }
 
 #[tokio::test]
@@ -1083,22 +1084,7 @@ async fn an_experiment_with_a_pre_period_shows_its_cuped_adjusted_comparison() {
 #[tokio::test]
 async fn the_live_stream_announces_a_principle_defined_through_the_api_not_only_the_dashboard() {
     let server = TestServer::start().await;
-    let mut b = Browser::new(&server);
-    b.sign_in(ADMIN).await;
-    let r = b
-        .http
-        .get(server.url("/ui/live"))
-        .header("cookie", b.cookie_header())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let mut stream = r.bytes_stream();
-    use futures_util::StreamExt;
-    let mut text = String::new();
-    while !text.contains("event: hello") {
-        text.push_str(&String::from_utf8_lossy(&stream.next().await.unwrap().unwrap()));
-    }
+    let mut live = Live::open(&server).await;
     let created = server
         .post(
             "/api/v1/workspaces/default/principles",
@@ -1106,13 +1092,6 @@ async fn the_live_stream_announces_a_principle_defined_through_the_api_not_only_
         )
         .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
-    while !text.contains("event: change") {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
-            .await
-            .expect("a change event")
-            .unwrap()
-            .unwrap();
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    assert!(text.contains(r#""kind":"principle""#), "{text}");
+    live.until("event: change", "a change event").await;
+    assert!(live.text.contains(r#""kind":"principle""#), "{}", live.text);
 }

@@ -64,12 +64,22 @@ async fn create(s: &TestServer, extra: Value) {
     assert_eq!(r.body["status"], "draft");
 }
 
+/// Stores `b`'s events in production and rolls them up.
+async fn store(s: &TestServer, b: sextant_store::EventBatchBuilder) {
+    let env = s.state.store.get_environment("default", "production").await.unwrap();
+    s.state
+        .store
+        .append_event_batches(&[b.finish(env.id, None)])
+        .await
+        .unwrap();
+    s.state.store.rollup_events(1_000).await.unwrap();
+}
+
 /// `units` simulated users alternating between control (`off`) and
 /// treatment (`on`) as SDKs report exposures: each buys with probability
 /// 10% (control) or 13% (treatment), spending uniform(0, 100), and errs
 /// with probability 5% in both arms. Seeded.
 async fn simulate(s: &TestServer, units: u32, seed: u64) {
-    let env = s.state.store.get_environment("default", "production").await.unwrap();
     let now_ms = Utc::now().timestamp_millis();
     let mut rng = Rng(seed);
     let mut b = sextant_store::EventBatchBuilder::with_capacity(units as usize * 3);
@@ -84,12 +94,7 @@ async fn simulate(s: &TestServer, units: u32, seed: u64) {
             b.track("error", &unit, None, now_ms, None);
         }
     }
-    s.state
-        .store
-        .append_event_batches(&[b.finish(env.id, None)])
-        .await
-        .unwrap();
-    s.state.store.rollup_events(1_000).await.unwrap();
+    store(s, b).await;
 }
 
 fn within(ci: &Value, truth: f64) -> bool {
@@ -153,7 +158,6 @@ async fn a_sequential_analysis_reports_wider_always_valid_intervals_that_still_c
 /// propensity + noise, one after worth propensity + noise (+2 on
 /// treatment). Noise is uniform(−10, 10). Seeded.
 async fn simulate_with_history(s: &TestServer, units: u32, seed: u64) {
-    let env = s.state.store.get_environment("default", "production").await.unwrap();
     let now_ms = Utc::now().timestamp_millis();
     let before_ms = now_ms - 48 * 3_600_000;
     let mut rng = Rng(seed);
@@ -168,12 +172,7 @@ async fn simulate_with_history(s: &TestServer, units: u32, seed: u64) {
         b.exposure("checkout", if treated { "on" } else { "off" }, &unit, now_ms);
         b.track("purchase", &unit, Some(post), now_ms, None);
     }
-    s.state
-        .store
-        .append_event_batches(&[b.finish(env.id, None)])
-        .await
-        .unwrap();
-    s.state.store.rollup_events(1_000).await.unwrap();
+    store(s, b).await;
 }
 
 async fn cuped_with_a_pre_period_recovers_the_effect_with_a_narrower_interval(b: Backend) {
@@ -213,7 +212,6 @@ async fn cuped_with_a_pre_period_recovers_the_effect_with_a_narrower_interval(b:
 /// sessions are two days before exposure. 5% of units err once after
 /// exposure (and never before). Seeded.
 async fn simulate_sessions(s: &TestServer, units: u32, seed: u64) {
-    let env = s.state.store.get_environment("default", "production").await.unwrap();
     let now_ms = Utc::now().timestamp_millis();
     let before_ms = now_ms - 48 * 3_600_000;
     let mut rng = Rng(seed);
@@ -242,12 +240,7 @@ async fn simulate_sessions(s: &TestServer, units: u32, seed: u64) {
             b.track("error", &unit, None, now_ms, None);
         }
     }
-    s.state
-        .store
-        .append_event_batches(&[b.finish(env.id, None)])
-        .await
-        .unwrap();
-    s.state.store.rollup_events(1_000).await.unwrap();
+    store(s, b).await;
 }
 
 async fn cuped_adjusts_every_metric_and_a_ratio_by_its_pre_period_ratio(b: Backend) {

@@ -49,6 +49,22 @@ impl Checker {
         self.value(&format!("{context}.ci_upper"), got.ci.upper, &want["ci_upper"]);
     }
 
+    /// Every field of a CUPED result (per-unit or ratio) against its reference.
+    fn cuped(&mut self, n: &str, r: &frequentist::CupedTest, e: &Value) {
+        for (field, got) in [
+            ("theta", r.theta),
+            ("control_adjusted_mean", r.control_adjusted_mean),
+            ("treatment_adjusted_mean", r.treatment_adjusted_mean),
+            ("unadjusted_std_error", r.unadjusted_std_error),
+            ("variance_reduction", r.variance_reduction),
+        ] {
+            self.value(&format!("{n}.{field}"), got, &e[field]);
+        }
+        let mut diff = e.clone();
+        diff["estimate"] = e["difference"].clone();
+        self.z(&format!("{n}.difference"), &r.difference, &diff);
+    }
+
     fn finish(self, topic: &str) {
         assert!(self.checked > 0, "{topic}: nothing checked");
         assert!(
@@ -223,30 +239,7 @@ fn cuped_matches_reference() {
         )
         .expect("cuped");
         let n = name(case);
-        c.value(&format!("{n}.theta"), r.theta, &e["theta"]);
-        c.value(
-            &format!("{n}.control_adjusted_mean"),
-            r.control_adjusted_mean,
-            &e["control_adjusted_mean"],
-        );
-        c.value(
-            &format!("{n}.treatment_adjusted_mean"),
-            r.treatment_adjusted_mean,
-            &e["treatment_adjusted_mean"],
-        );
-        c.value(
-            &format!("{n}.unadjusted_std_error"),
-            r.unadjusted_std_error,
-            &e["unadjusted_std_error"],
-        );
-        c.value(
-            &format!("{n}.variance_reduction"),
-            r.variance_reduction,
-            &e["variance_reduction"],
-        );
-        let mut diff = e.clone();
-        diff["estimate"] = e["difference"].clone();
-        c.z(&format!("{n}.difference"), &r.difference, &diff);
+        c.cuped(&n, &r, e);
         // Independently, from the raw rows: the ANCOVA (OLS) fit.
         c.value(
             &format!("{n}.ols_difference"),
@@ -283,30 +276,7 @@ fn cuped_for_ratio_metrics_matches_reference() {
         )
         .expect("cuped_ratio");
         let n = name(case);
-        c.value(&format!("{n}.theta"), r.theta, &e["theta"]);
-        c.value(
-            &format!("{n}.control_adjusted_mean"),
-            r.control_adjusted_mean,
-            &e["control_adjusted_mean"],
-        );
-        c.value(
-            &format!("{n}.treatment_adjusted_mean"),
-            r.treatment_adjusted_mean,
-            &e["treatment_adjusted_mean"],
-        );
-        c.value(
-            &format!("{n}.unadjusted_std_error"),
-            r.unadjusted_std_error,
-            &e["unadjusted_std_error"],
-        );
-        c.value(
-            &format!("{n}.variance_reduction"),
-            r.variance_reduction,
-            &e["variance_reduction"],
-        );
-        let mut diff = e.clone();
-        diff["estimate"] = e["difference"].clone();
-        c.z(&format!("{n}.difference"), &r.difference, &diff);
+        c.cuped(&n, &r, e);
         // Independently, from the raw rows: OLS on the linearisations and
         // each arm's residual variance.
         c.value(&format!("{n}.rows_theta"), r.theta, &e["rows_theta"]);
