@@ -674,6 +674,74 @@ pub(crate) fn sums_sql(d: Dialect, parts: &[Part], events: usize, metrics: &[Met
     )
 }
 
+impl Dialect {
+    /// The join from a metric's rollup rows to the units' exposures:
+    /// SQLite's CROSS JOIN keeps that order (scan the rollup rows in the
+    /// range, look each unit's exposure up by primary key); PostgreSQL
+    /// plans the join itself (hash joins, see its breakdown read).
+    fn exposure_join(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "CROSS JOIN",
+            Dialect::Postgres => "JOIN",
+        }
+    }
+
+    /// n, Σx, Σx², Σy, Σy², Σxy over per-unit `x` and `y`, named as
+    /// `sums_from` in each backend reads them.
+    fn sums(self) -> String {
+        format!(
+            "COUNT(*) AS n, {} AS sx, {} AS sxx, {} AS sy, {} AS syy, {} AS sxy",
+            self.total("x"),
+            self.total("x * x"),
+            self.total("y"),
+            self.total("y * y"),
+            self.total("x * y")
+        )
+    }
+}
+
+/// SQL of a metric broken down by the variation of each unit's first
+/// exposure to a flag (see `Store::metric_breakdown`): parameters 1
+/// environment, 2 and 3 the hour range, 4 and 5 the x and y events, 6 the
+/// flag; columns `b` (variation) and [`Dialect::sums`].
+pub(crate) fn breakdown_sql(
+    d: Dialect,
+    x: crate::metrics::Aggregation,
+    y: Option<crate::metrics::Aggregation>,
+) -> String {
+    let p = |i| d.param(i);
+    let (env, from, to, xe, ye, flag) = (p(1), p(2), p(3), p(4), p(5), p(6));
+    let x = d.per_unit(x, "COALESCE(p.c1, 0)", "COALESCE(p.s1, 0)");
+    let y = y.map_or_else(
+        || "0".to_owned(),
+        |a| d.per_unit(a, "COALESCE(p.c2, 0)", "COALESCE(p.s2, 0)"),
+    );
+    // `first_ms / HOUR_MS < to`, not `first_ms < to * HOUR_MS`: an open
+    // range (`to` = i64::MAX) must not overflow.
+    // sql-format: fixed fragments chosen by aggregation and dialect; names and ranges are bound.
+    format!(
+        "WITH per_unit AS (
+             SELECT m.unit AS unit,
+                    {c1} AS c1, {s1} AS s1, {c2} AS c2, {s2} AS s2
+             FROM unit_hours m {join} exposures e
+                  ON e.environment_id = m.environment_id AND e.flag = {flag} AND e.unit = m.unit
+             WHERE m.environment_id = {env} AND m.event IN ({xe}, {ye}) AND m.hour >= {from} AND m.hour < {to}
+               AND m.hour >= e.first_ms / {HOUR_MS}
+             GROUP BY m.unit)
+         SELECT variation AS b, {sums}
+         FROM (SELECT e.variation, CAST({x} AS DOUBLE PRECISION) AS x, CAST({y} AS DOUBLE PRECISION) AS y
+               FROM exposures e LEFT JOIN per_unit p ON p.unit = e.unit
+               WHERE e.environment_id = {env} AND e.flag = {flag} AND e.first_ms / {HOUR_MS} < {to}) v
+         GROUP BY variation ORDER BY variation",
+        c1 = d.total(&format!("CASE WHEN m.event = {xe} THEN m.events END")),
+        s1 = d.total(&format!("CASE WHEN m.event = {xe} THEN m.value_sum END")),
+        c2 = d.total(&format!("CASE WHEN m.event = {ye} THEN m.events END")),
+        s2 = d.total(&format!("CASE WHEN m.event = {ye} THEN m.value_sum END")),
+        join = d.exposure_join(),
+        sums = d.sums(),
+    )
+}
+
 /// Reads a row of [`sums_sql`]: the bucket and each metric's sums.
 pub(crate) fn sums_row<R: sqlx::Row>(row: &R, metrics: usize) -> Result<(i64, Vec<UnitSums>)>
 where

@@ -11,8 +11,8 @@ use crate::doc::not_found;
 use crate::error::{Kind, Result, StoreError};
 use crate::events::{
     Appended, BucketDeltas, BucketRow, CupedSums, DAY_HOURS, Dialect, EventBatch, EventTotals, HOUR_MS, HourRange,
-    MetricCols, RollupDelta, RollupProgress, UnitRow, UnitSums, appended, bucket_grain, event_index, parts,
-    sums_from_buckets, sums_row, sums_sql, whole_buckets,
+    MetricCols, RollupDelta, RollupProgress, UnitRow, UnitSums, appended, breakdown_sql, bucket_grain, event_index,
+    parts, sums_from_buckets, sums_row, sums_sql, whole_buckets,
 };
 use crate::metrics::{Aggregation, MetricRecord};
 
@@ -60,10 +60,6 @@ fn sums_from(row: &PgRow) -> Result<UnitSums> {
         sum_cross: row.try_get("sxy")?,
     })
 }
-
-/// Float sums over per-unit values, shared by the value queries.
-const SUMS: &str = "COUNT(*) AS n, COALESCE(SUM(x), 0)::float8 AS sx, COALESCE(SUM(x * x), 0)::float8 AS sxx,
-    COALESCE(SUM(y), 0)::float8 AS sy, COALESCE(SUM(y * y), 0)::float8 AS syy, COALESCE(SUM(x * y), 0)::float8 AS sxy";
 
 /// Per-unit sufficient statistics of `plan` over `range` in buckets (see
 /// `metric_series`), from per-unit rows: whole days from `unit_days`, the
@@ -527,29 +523,7 @@ impl PgStore {
     ) -> Result<Vec<(String, UnitSums)>> {
         let mut conn = self.pool.acquire().await?;
         let plan = Self::plan(&mut conn, ws, env, metric).await?;
-        // sql-format: fixed fragments chosen by aggregation; event names and ranges are bound.
-        let sql = format!(
-            "WITH per_unit AS (
-                 SELECT m.unit,
-                        COALESCE(SUM(CASE WHEN m.event = $4 THEN m.events END), 0)::float8 AS c1,
-                        COALESCE(SUM(CASE WHEN m.event = $4 THEN m.value_sum END), 0)::float8 AS s1,
-                        COALESCE(SUM(CASE WHEN m.event = $5 THEN m.events END), 0)::float8 AS c2,
-                        COALESCE(SUM(CASE WHEN m.event = $5 THEN m.value_sum END), 0)::float8 AS s2
-                 FROM unit_hours m JOIN exposures e
-                      ON e.environment_id = m.environment_id AND e.flag = $6 AND e.unit = m.unit
-                 WHERE m.environment_id = $1 AND m.event IN ($4, $5) AND m.hour >= $2 AND m.hour < $3
-                   AND m.hour >= e.first_ms / {HOUR_MS}
-                 GROUP BY m.unit)
-             SELECT variation AS b, {SUMS}
-             FROM (SELECT e.variation, {x}::float8 AS x, {y}::float8 AS y
-                   FROM exposures e LEFT JOIN per_unit p ON p.unit = e.unit
-                   WHERE e.environment_id = $1 AND e.flag = $6 AND e.first_ms / {HOUR_MS} < $3) v
-             GROUP BY variation ORDER BY variation",
-            x = plan.x_expr("COALESCE(p.c1, 0)", "COALESCE(p.s1, 0)"),
-            y = plan.y_expr("COALESCE(p.c2, 0)", "COALESCE(p.s2, 0)"),
-        );
-        // `first_ms / HOUR_MS < $3`, not `first_ms < $3 * HOUR_MS`: an open
-        // range (`to = i64::MAX`) must not overflow PostgreSQL's bigint.
+        let sql = breakdown_sql(Dialect::Postgres, plan.x.1, plan.y.as_ref().map(|(_, a)| *a));
         let query = sqlx::query(&sql)
             .bind(plan.environment_id)
             .bind(range.from)

@@ -10,8 +10,8 @@ use super::{SqliteStore, not_found};
 use crate::error::{Kind, Result};
 use crate::events::{
     Appended, BucketDeltas, BucketRow, CupedSums, DAY_HOURS, Dialect, EventBatch, EventTotals, HOUR_MS, HourRange,
-    MetricCols, RollupDelta, RollupProgress, UnitRow, UnitSums, appended, bucket_grain, event_index, parts,
-    sums_from_buckets, sums_row, sums_sql, whole_buckets,
+    MetricCols, RollupDelta, RollupProgress, UnitRow, UnitSums, appended, breakdown_sql, bucket_grain, event_index,
+    parts, sums_from_buckets, sums_row, sums_sql, whole_buckets,
 };
 use crate::metrics::{Aggregation, MetricRecord};
 
@@ -554,36 +554,7 @@ impl SqliteStore {
     ) -> Result<Vec<(String, UnitSums)>> {
         let mut conn = self.pool.acquire().await?;
         let plan = Self::plan(&mut conn, ws, env, metric).await?;
-        // CROSS JOIN makes SQLite scan the metric's rollup rows in the range
-        // and look each unit's exposure up by primary key.
-        // sql-format: fixed fragments chosen by aggregation; event names and ranges are bound.
-        let sql = format!(
-            "WITH per_unit AS (
-                 SELECT m.unit AS unit,
-                        TOTAL(CASE WHEN m.event = ?4 THEN m.events END) AS c1,
-                        TOTAL(CASE WHEN m.event = ?4 THEN m.value_sum END) AS s1,
-                        TOTAL(CASE WHEN m.event = ?5 THEN m.events END) AS c2,
-                        TOTAL(CASE WHEN m.event = ?5 THEN m.value_sum END) AS s2
-                 FROM unit_hours m CROSS JOIN exposures e
-                      ON e.environment_id = m.environment_id AND e.flag = ?6 AND e.unit = m.unit
-                 WHERE m.environment_id = ?1 AND m.event IN (?4, ?5) AND m.hour >= ?2 AND m.hour < ?3
-                   AND m.hour >= e.first_ms / {HOUR_MS}
-                 GROUP BY m.unit)
-             SELECT variation AS b, COUNT(*) AS n, TOTAL(x) AS sx, TOTAL(x * x) AS sxx, TOTAL(y) AS sy,
-                    TOTAL(y * y) AS syy, TOTAL(x * y) AS sxy
-             FROM (SELECT e.variation, {x} AS x, {y} AS y
-                   FROM exposures e LEFT JOIN (SELECT unit, c1, s1, c2, s2 FROM per_unit) p ON p.unit = e.unit
-                   WHERE e.environment_id = ?1 AND e.flag = ?6 AND e.first_ms < ?3 * {HOUR_MS})
-             GROUP BY variation ORDER BY variation",
-            x = plan
-                .x_expr()
-                .replace("c1", "COALESCE(p.c1, 0)")
-                .replace("s1", "COALESCE(p.s1, 0)"),
-            y = plan
-                .y_expr()
-                .replace("c2", "COALESCE(p.c2, 0)")
-                .replace("s2", "COALESCE(p.s2, 0)"),
-        );
+        let sql = breakdown_sql(Dialect::Sqlite, plan.x.1, plan.y.as_ref().map(|(_, a)| *a));
         let rows = sqlx::query(&sql)
             .bind(plan.environment_id)
             .bind(range.from)
