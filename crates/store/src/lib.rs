@@ -69,6 +69,7 @@ macro_rules! on {
 }
 
 mod alignment;
+mod alignment_sql;
 mod event_deletion;
 mod experiments;
 mod rollouts;
