@@ -737,26 +737,26 @@ async fn an_archive_request_waits_for_a_second_product_person_and_is_not_offered
     assert_eq!(r.body["items"][0]["action"], "flag.restore", "{:?}", r.body);
 }
 
+/// Defines `principle` and declares `violation` of it through the API.
+async fn violated_principle(server: &TestServer, principle: serde_json::Value, violation: serde_json::Value) {
+    for (path, body) in [("principles", principle), ("violations", violation)] {
+        let r = server.post(&format!("/api/v1/workspaces/default/{path}"), body).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+}
+
 #[tokio::test]
 async fn the_decision_context_shows_the_metric_experiments_principles_and_whether_approval_is_needed() {
     let server = TestServer::start().await;
     running_experiment(&server).await;
     simulate(&server, 1000, 5).await;
-    let r = server
-        .post(
-            "/api/v1/workspaces/default/principles",
-            json!({"key": "privacy-first", "name": "Privacy first", "description": "No tracking without consent"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    let r = server
-        .post(
-            "/api/v1/workspaces/default/violations",
-            json!({"principle": "privacy-first", "subject": "flag:checkout", "justification": "needed for fraud checks",
+    violated_principle(
+        &server,
+        json!({"key": "privacy-first", "name": "Privacy first", "description": "No tracking without consent"}),
+        json!({"principle": "privacy-first", "subject": "flag:checkout", "justification": "needed for fraud checks",
                    "owner": "risk-team", "review_date": "2030-01-01"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
+    )
+    .await;
     let mut b = Browser::new(&server);
     b.sign_in(ADMIN).await;
     let (_, page, _) = b
@@ -814,21 +814,13 @@ async fn the_decision_context_shows_the_metric_experiments_principles_and_whethe
 async fn principles_weekly_review_and_dora_pages_show_stored_data() {
     let server = TestServer::start().await;
     server.flag("checkout", "production").await;
-    let r = server
-        .post(
-            "/api/v1/workspaces/default/principles",
-            json!({"key": "mobile-parity", "name": "Mobile parity", "description": "Web and app ship together"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    let r = server
-        .post(
-            "/api/v1/workspaces/default/violations",
-            json!({"principle": "mobile-parity", "subject": "flag:checkout", "justification": "web first for the sale",
+    violated_principle(
+        &server,
+        json!({"key": "mobile-parity", "name": "Mobile parity", "description": "Web and app ship together"}),
+        json!({"principle": "mobile-parity", "subject": "flag:checkout", "justification": "web first for the sale",
                    "owner": "web-team", "review_date": "2020-01-01"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
+    )
+    .await;
     let now = chrono::Utc::now();
     for (status, hours_ago) in [("success", 30), ("failed", 20), ("success", 10)] {
         let at = now - chrono::Duration::hours(hours_ago);
