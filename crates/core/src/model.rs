@@ -130,8 +130,9 @@ pub struct Hypothesis {
     /// Expected direction of the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direction: Option<Direction>,
-    /// Smallest relative effect worth shipping (0.02 = 2%).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Smallest relative effect worth shipping (0.02 = 2%). Finite: YAML
+    /// can write `.nan` and `.inf`, JSON cannot, so export would lose them.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "finite_effect")]
     pub minimum_effect: Option<f64>,
     /// One line of why.
     pub reason: String,
@@ -311,6 +312,17 @@ struct ServeRepr {
     // tracked separately from the value.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     logic: Option<Value>,
+}
+
+/// Refuses NaN and infinities, which JSON writes as `null`: a document
+/// holding one would change on export and re-import (found by fuzzing).
+fn finite_effect<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    match Option::<f64>::deserialize(d)? {
+        Some(x) if !x.is_finite() => Err(serde::de::Error::custom(format!(
+            "minimum_effect must be a finite number, found {x}"
+        ))),
+        x => Ok(x),
+    }
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {

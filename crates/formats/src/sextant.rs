@@ -116,6 +116,25 @@ flags:
     }
 
     #[test]
+    fn issue_13_a_yaml_minimum_effect_that_is_nan_or_infinite_is_refused_with_its_location() {
+        // Found by fuzzing: `.nan` parsed, JSON export wrote `null`, and the
+        // re-imported document had no minimum effect.
+        for bad in [".nan", ".NaN", ".inf", "-.inf"] {
+            let yaml = format!(
+                "flags:\n  - key: a\n    kind: boolean\n    variations: []\n    hypothesis:\n      reason: r\n      minimum_effect: {bad}\n"
+            );
+            let err = parse(&yaml).unwrap_err().to_string();
+            assert!(err.contains("minimum_effect must be a finite number"), "{bad}: {err}");
+            assert!(err.contains("flags[0].hypothesis"), "{bad}: {err}");
+            assert!(err.contains("line 6"), "{bad}: {err}");
+        }
+        let ok = parse("flags:\n  - key: a\n    kind: boolean\n    variations: []\n    hypothesis:\n      reason: r\n      minimum_effect: 0.05\n").unwrap();
+        let json = to_json(&ok).unwrap();
+        assert_eq!(parse(&json).unwrap(), ok);
+        assert_eq!(ok.flags[0].hypothesis.as_ref().unwrap().minimum_effect, Some(0.05));
+    }
+
+    #[test]
     fn wrong_types_are_rejected_not_coerced() {
         let err = parse(r#"{"flags": [{"key": "a", "kind": "boolean", "variations": "on"}]}"#).unwrap_err();
         assert!(err.to_string().contains("invalid type"), "{err}");
