@@ -361,7 +361,8 @@ fn two_replicas_on_one_postgres_share_changes_and_lose_nothing_acknowledged_when
 }
 
 /// Creates flag `key` and a started two-stage rollout plan for it in
-/// `development`, through `replica`.
+/// `development`, through `replica`; each stage holds an hour, so the
+/// first stays applied while the test looks at it.
 async fn start_rollout(http: &reqwest::Client, replica: &Replica, key: &str) {
     let created = http
         .post(replica.at("/api/v1/workspaces/default/flags"))
@@ -378,7 +379,8 @@ async fn start_rollout(http: &reqwest::Client, replica: &Replica, key: &str) {
         .put(&plan)
         .bearer_auth(ADMIN)
         .json(&json!({"plan": {"control": "off", "treatment": "on",
-            "stages": [{"percent": 10}, {"percent": 100, "min_hold_seconds": 3600}]}}))
+            "stages": [{"percent": 10, "min_hold_seconds": 3600},
+                {"percent": 100, "min_hold_seconds": 3600}]}}))
         .send()
         .await
         .unwrap();
