@@ -33,7 +33,7 @@ fn check_time(ts: i64) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(batch) = Batch::parse(data) else {
+    let Ok(batch) = Batch::parse(data, 1_000) else {
         return;
     };
     let problems = batch.check(1_000);
@@ -86,5 +86,6 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    assert_eq!(seen, batch.len(), "every event is accepted or refused");
+    // Every kept event (the first 1,000) is accepted or refused.
+    assert_eq!(seen, batch.len().min(1_000), "every kept event is accepted or refused");
 });

@@ -32,50 +32,56 @@ pub const MAX_BATCH_ID: usize = 128;
 
 /// A batch body, parsed in one pass: the idempotency id and every event's
 /// fields, not yet validated ([`Batch::events`] validates each).
-#[derive(Deserialize)]
 pub struct Batch<'a> {
     /// The client's idempotency id (a UUID is typical).
-    #[serde(default, borrow)]
     pub batch_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    /// The first `max_events` events (see [`Batch::parse`]).
     events: Vec<Item<'a>>,
+    /// Events sent, kept or not.
+    sent: usize,
 }
 
 impl std::fmt::Debug for Batch<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batch")
             .field("batch_id", &self.batch_id)
-            .field("events", &self.events.len())
+            .field("events", &self.sent)
             .finish()
     }
 }
 
 impl<'a> Batch<'a> {
-    /// Parses a body. Errors are serde_json's: the caller tells syntax
-    /// errors ([`serde_json::Error::is_syntax`], `is_eof`) from a body of
-    /// the wrong shape (no `events` array, a `batch_id` that is not a string).
-    pub fn parse(body: &'a [u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(body)
+    /// Parses a body, keeping at most `max_events` events: the rest are
+    /// only counted (and [`Batch::check`] refuses the batch), so a body of
+    /// millions of tiny items costs no more memory than `max_events`
+    /// events. Errors are serde_json's: the caller tells syntax errors
+    /// ([`serde_json::Error::is_syntax`], `is_eof`) from a body of the
+    /// wrong shape (no `events` array, a `batch_id` that is not a string).
+    pub fn parse(body: &'a [u8], max_events: usize) -> Result<Self, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let batch = serde::de::DeserializeSeed::deserialize(BatchSeed { max_events }, &mut de)?;
+        de.end()?;
+        Ok(batch)
     }
 
     /// Number of events sent (valid or not).
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.sent
     }
 
     /// Whether `events` is empty.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.sent == 0
     }
 
     /// Checks the envelope itself: at most `max_events` events and a
     /// well-formed `batch_id`. Returns every problem as (JSON pointer, message).
     pub fn check(&self, max_events: usize) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
-        if self.events.len() > max_events {
+        if self.sent > max_events {
             problems.push((
                 "/events",
-                format!("{} events; a batch holds at most {max_events}", self.events.len()),
+                format!("{} events; a batch holds at most {max_events}", self.sent),
             ));
         }
         if let Some(id) = self.batch_id.as_deref()
@@ -89,7 +95,7 @@ impl<'a> Batch<'a> {
         problems
     }
 
-    /// Validates each event in order: `now_ms` is the current time and
+    /// Validates each kept event in order: `now_ms` is the current time and
     /// `oldest_ms` the oldest timestamp still within the event retention.
     pub fn events<'b>(&'b self, now_ms: i64, oldest_ms: i64) -> Events<'b, 'a> {
         Events {
@@ -400,6 +406,89 @@ impl<'de> serde::de::DeserializeSeed<'de> for StorableSeed {
     }
 }
 
+/// Parses the envelope with a bound on the events kept.
+struct BatchSeed {
+    max_events: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for BatchSeed {
+    type Value = Batch<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Batch<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BatchSeed {
+    type Value = Batch<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(r#"an object {"batch_id": …, "events": [...]}"#)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Batch<'de>, A::Error> {
+        use serde::de::Error;
+        let mut batch_id = None;
+        let mut events = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "batch_id" => {
+                    batch_id = match map.next_value::<Scalar<'de>>()? {
+                        Scalar::Str(s) => Some(s),
+                        Scalar::Missing | Scalar::Null => None,
+                        _ => return Err(A::Error::custom("`batch_id` must be a string")),
+                    }
+                }
+                "events" => {
+                    events = Some(map.next_value_seed(EventsSeed {
+                        max_events: self.max_events,
+                    })?)
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let (events, sent) = events.ok_or_else(|| A::Error::missing_field("events"))?;
+        Ok(Batch { batch_id, events, sent })
+    }
+}
+
+/// Parses `events`: keeps the first `max_events` items, counts the rest.
+struct EventsSeed {
+    max_events: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for EventsSeed {
+    type Value = (Vec<Item<'de>>, usize);
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventsSeed {
+    type Value = (Vec<Item<'de>>, usize);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of events")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max_events).min(1024));
+        let mut sent = 0usize;
+        while sent < self.max_events {
+            match seq.next_element::<Item<'de>>()? {
+                Some(item) => items.push(item),
+                None => return Ok((items, sent)),
+            }
+            sent += 1;
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            sent += 1;
+        }
+        Ok((items, sent))
+    }
+}
+
 impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(ScalarVisitor(std::marker::PhantomData))
@@ -526,7 +615,7 @@ mod tests {
     /// Validates the only event of `{"events": [json]}`.
     fn check(json: &str) -> Result<Event<'static>, EventError> {
         let body: &'static str = Box::leak(format!(r#"{{"events":[{json}]}}"#).into_boxed_str());
-        let batch: &'static Batch<'static> = Box::leak(Box::new(Batch::parse(body.as_bytes()).unwrap()));
+        let batch: &'static Batch<'static> = Box::leak(Box::new(Batch::parse(body.as_bytes(), 10).unwrap()));
         batch.events(NOW, NOW - 86_400_000).next().unwrap()
     }
 
@@ -614,7 +703,7 @@ mod tests {
 
     #[test]
     fn an_envelope_with_too_many_events_and_an_empty_batch_id_reports_both() {
-        let batch = Batch::parse(br#"{"batch_id":"","events":[1,2,3]}"#).unwrap();
+        let batch = Batch::parse(br#"{"batch_id":"","events":[1,2,3]}"#, 10).unwrap();
         let problems = batch.check(2);
         assert_eq!(
             problems.iter().map(|p| p.0).collect::<Vec<_>>(),
@@ -624,8 +713,21 @@ mod tests {
 
     #[test]
     fn a_body_without_an_events_array_is_a_shape_error_not_a_syntax_error() {
-        let e = Batch::parse(br#"{"batch_id":"b"}"#).unwrap_err();
-        assert!(!e.is_syntax() && !e.is_eof(), "{e}");
-        assert!(Batch::parse(br#"{"events":[}"#).unwrap_err().is_syntax());
+        for body in [&br#"{"batch_id":"b"}"#[..], br#"{"batch_id":7,"events":[]}"#, b"[]"] {
+            let e = Batch::parse(body, 10).unwrap_err();
+            assert!(!e.is_syntax() && !e.is_eof(), "{e}");
+        }
+        assert!(Batch::parse(br#"{"events":[}"#, 10).unwrap_err().is_syntax());
+        assert!(Batch::parse(br#"{"events":[]} x"#, 10).unwrap_err().is_syntax());
+    }
+
+    #[test]
+    fn events_beyond_the_limit_are_counted_not_kept() {
+        let body = format!(r#"{{"events":[{}{{}}],"batch_id":"b"}}"#, "{},".repeat(99_999));
+        let batch = Batch::parse(body.as_bytes(), 3).unwrap();
+        assert_eq!((batch.len(), batch.events.len()), (100_000, 3));
+        assert_eq!(batch.events(NOW, 0).count(), 3);
+        assert_eq!(batch.check(3)[0].0, "/events");
+        assert_eq!(batch.batch_id.as_deref(), Some("b"));
     }
 }

@@ -122,15 +122,16 @@ pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Body
             format!("an event batch must be at most {MAX_BODY} bytes; send smaller batches"),
         )
     })?;
-    let envelope = Batch::parse(&bytes).map_err(|e| {
+    // A batch larger than the queue could never be admitted: refuse it as
+    // invalid. Events past the limit are only counted by the parser.
+    let max = state.config.max_events_per_batch.min(state.config.event_queue_capacity);
+    let envelope = Batch::parse(&bytes, max).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             ApiError::new(Code::BodyInvalidJson, e.to_string())
         } else {
             ApiError::field("", format!("{e}; expected {{\"batch_id\": …, \"events\": [...]}}"))
         }
     })?;
-    // A batch larger than the queue could never be admitted: refuse it as invalid.
-    let max = state.config.max_events_per_batch.min(state.config.event_queue_capacity);
     super::check(
         envelope
             .check(max)
