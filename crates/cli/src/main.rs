@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches as _, Parser, Subcommand};
 
 /// mimalloc instead of the system allocator: `sextant serve` allocates
 /// per request (bodies, contexts, headers), and under load glibc's malloc
@@ -107,11 +107,12 @@ impl std::error::Error for Failure {}
 const EXIT_CODES: &str = "\
 Exit codes:
   0  done
-  1  failed: bad input, or the server refused the request (the message says why)
+  1  failed: bad input, or the server refused the request (the message says why);
+     track --file: some events were rejected (the others were stored)
   2  wrong command line (eval: the flag resolved with an error code)
   3  not found: no such flag, segment, workspace or environment
   4  authentication: no token, unknown token, or the role does not allow it
-  5  server unreachable, overloaded or failing
+  5  server unreachable, overloaded or failing (track --file: after --max-retries)
   6  irreversible changes were left undone or await approval (see --allow-delete, `sextant change`)
   7  scan: findings named by --fail-on exist (unused, unknown, archived or stale flags)
 
@@ -194,8 +195,18 @@ enum Command {
     },
 }
 
+/// The command line with the exit codes in every command's long help, so
+/// `sextant flag create --help` and each man page (`sextant-flag-create.1`)
+/// document them, not only `sextant --help`.
+fn command() -> clap::Command {
+    fn with_exit_codes(cmd: clap::Command) -> clap::Command {
+        cmd.after_long_help(EXIT_CODES).mut_subcommands(with_exit_codes)
+    }
+    with_exit_codes(Cli::command())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     match run(cli) {
         Ok(code) => code,
         Err(err) => match err.downcast_ref::<Failure>() {
@@ -241,12 +252,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Dora(args) => alignment::dora(args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "sextant", &mut script);
+            clap_complete::generate(shell, &mut command(), "sextant", &mut script);
             out!("{}", String::from_utf8_lossy(&script));
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { out_dir } => {
-            let cmd = Cli::command();
+            let cmd = command();
             match out_dir {
                 Some(dir) => {
                     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -276,6 +287,50 @@ mod tests {
 
     #[test]
     fn the_command_line_definition_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    /// Every command and subcommand, as `flag create`.
+    fn commands(cmd: &clap::Command, prefix: &str, into: &mut Vec<String>) {
+        for sub in cmd.get_subcommands().filter(|c| c.get_name() != "help") {
+            let name = format!("{prefix}{}", sub.get_name());
+            commands(sub, &format!("{name} "), into);
+            into.push(name);
+        }
+    }
+
+    #[test]
+    fn completions_and_man_pages_cover_every_command_and_each_page_has_the_exit_codes() {
+        let mut all = Vec::new();
+        commands(&command(), "", &mut all);
+        assert!(all.contains(&"track".to_owned()) && all.contains(&"flag create".to_owned()));
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command(), "sextant", &mut script);
+            let script = String::from_utf8(script).unwrap();
+            for c in &all {
+                let last = c.rsplit(' ').next().unwrap();
+                assert!(script.contains(last), "{shell} completion lacks `{c}`");
+            }
+        }
+        let mut cmd = command();
+        cmd.build();
+        for c in &all {
+            let mut sub = &cmd;
+            for part in c.split(' ') {
+                sub = sub.find_subcommand(part).unwrap();
+            }
+            let mut page = Vec::new();
+            clap_mangen::Man::new(sub.clone()).render(&mut page).unwrap();
+            let page = String::from_utf8(page).unwrap();
+            assert!(
+                page.contains("Exit codes:") && page.contains("7  scan: findings"),
+                "`{c}`'s man page lacks the exit codes"
+            );
+        }
     }
 }
