@@ -36,6 +36,15 @@ pub const ROLLUP_BATCHES: i64 = 32;
 /// How often the rollup runs without being woken, and retention is checked.
 const ROLLUP_INTERVAL: Duration = Duration::from_secs(1);
 
+/// While the rollup is behind and batches wait for the writer, it pauses
+/// after each run for this many times the run's duration. Its upserts hold
+/// SQLite's one write lock and its aggregation a core, so a rollup that never
+/// stops catching up would throttle durable ingestion to its own pace;
+/// yielding puts acknowledging writes first. With no batch waiting it runs
+/// flat out, so values stay live under moderate load and the (durable)
+/// backlog drains as soon as a burst ends.
+const ROLLUP_YIELD: u32 = 2;
+
 /// Counters of the pipeline (exported on `/metrics`).
 #[derive(Debug, Default)]
 pub struct IngestCounters {
@@ -121,6 +130,8 @@ impl Ingest {
             counters.clone(),
         ));
         let (rolled_tx, rolled) = watch::channel(0);
+        let queue_capacity = queue_capacity.max(1);
+        let queue = Arc::new(Semaphore::new(queue_capacity));
         let rollup = tokio::spawn(rollup_loop(
             store,
             wake,
@@ -128,12 +139,16 @@ impl Ingest {
             retention,
             counters.clone(),
             rolled_tx,
+            Backlog {
+                queue: queue.clone(),
+                capacity: queue_capacity,
+            },
         ));
         Ingest {
             tx,
             slots: Arc::new(Semaphore::new(max_inflight.max(1))),
-            queue: Arc::new(Semaphore::new(queue_capacity.max(1))),
-            queue_capacity: queue_capacity.max(1),
+            queue,
+            queue_capacity,
             counters,
             rolled,
             tasks: std::sync::Mutex::new(vec![writer, rollup]),
@@ -259,6 +274,18 @@ async fn commit(store: &Store, jobs: &mut Vec<Job>, counters: &IngestCounters) {
     }
 }
 
+/// The writer's queue as the rollup sees it: whether events wait for a commit.
+struct Backlog {
+    queue: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl Backlog {
+    fn writes_waiting(&self) -> bool {
+        self.queue.available_permits() < self.capacity
+    }
+}
+
 async fn rollup_loop(
     store: Arc<Store>,
     wake: Arc<Notify>,
@@ -266,6 +293,7 @@ async fn rollup_loop(
     retention: Duration,
     counters: Arc<IngestCounters>,
     rolled: watch::Sender<u64>,
+    backlog: Backlog,
 ) {
     let mut tick = tokio::time::interval(ROLLUP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -287,12 +315,20 @@ async fn rollup_loop(
         }
         // Catch up in short transactions, yielding to shutdown between them.
         loop {
+            let started = tokio::time::Instant::now();
             match store.rollup_events(ROLLUP_BATCHES).await {
                 Ok(p) => {
                     let total = counters.rolled_up.fetch_add(p.events, Ordering::Relaxed) + p.events;
                     rolled.send_replace(total);
                     if p.caught_up || *shutdown.borrow() {
                         break;
+                    }
+                    if !backlog.writes_waiting() {
+                        continue;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(started.elapsed() * ROLLUP_YIELD) => {}
+                        _ = shutdown.changed() => break,
                     }
                 }
                 Err(e) => {
