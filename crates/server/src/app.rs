@@ -95,6 +95,10 @@ async fn rate_limit(State(state): State<AppState>, request: Request, next: Next)
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    // Answering before the body is read would close the connection under
+    // a client still uploading (an event batch): it would see a reset, not
+    // the 429 and its Retry-After.
+    api::events::drain(request.into_body()).await;
     response
 }
 

@@ -60,8 +60,9 @@ pub struct BatchAccepted {
     pub rejected: Vec<Rejected>,
 }
 
-/// Reads and discards up to [`MAX_BODY`] bytes of a body.
-async fn drain(body: Body) {
+/// Reads and discards up to [`MAX_BODY`] bytes of a body, so a client
+/// still uploading reads the refusal instead of a reset connection.
+pub(crate) async fn drain(body: Body) {
     use futures_util::StreamExt;
     let mut stream = body.into_data_stream();
     let mut seen = 0usize;
